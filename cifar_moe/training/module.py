@@ -1,0 +1,159 @@
+"""The LightningModule: owns loss, metrics, mixing and optimisation around an injected net."""
+
+import inspect
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import OneCycleLR
+from torchmetrics.classification import MulticlassAccuracy
+
+from cifar_moe.constants import CIFAR10_CLASSES
+from cifar_moe.errors import UserError
+from cifar_moe.training.losses import FocalLoss, SoftTargetCrossEntropy, class_weight_vector
+from cifar_moe.training.mixing import BatchMixer
+
+STAGES = ("train", "val", "test")
+
+
+class LitClassifier(L.LightningModule):
+    """Image classifier around any ``nn.Module`` that maps (B, 3, 32, 32) to (B, C) logits.
+
+    Args:
+        net: the network (a preset from ``configs/net/`` or any module); num_classes is
+            linked from the data module by the CLI.
+        class_names: class names in label order; linked from the data module by the CLI.
+        loss: ``cross_entropy`` or ``focal``.
+        label_smoothing: label smoothing applied to (possibly mixed) targets.
+        focal_gamma: focusing parameter of the focal loss; 0 makes it cross-entropy.
+        class_weights: per-class loss weights by class name, e.g. {cat: 1.2}; others 1.0.
+        mixup_alpha: mixup Beta(alpha, alpha) parameter; 0 turns mixup off.
+        cutmix_alpha: cutmix Beta(alpha, alpha) parameter; 0 turns cutmix off.
+        cutmix_prob: probability of cutmix (vs mixup) for a batch when both are on.
+        mix_until_epoch: mixing runs in epochs [0, mix_until_epoch); None = all epochs.
+        optimizer: optimizer class and arguments (``class_path`` + ``init_args`` in YAML).
+        scheduler: LR scheduler; OneCycleLR gets total_steps from the trainer and steps
+            per batch, any other scheduler steps per epoch. None = constant LR.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        class_names: Sequence[str] = CIFAR10_CLASSES,
+        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        label_smoothing: float = 0.0,
+        focal_gamma: float = 2.0,
+        class_weights: dict[str, float] | None = None,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        cutmix_prob: float = 0.5,
+        mix_until_epoch: int | None = None,
+        optimizer: OptimizerCallable = torch.optim.SGD,
+        scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        _save_hparams_without_module(self)
+        self.net = net
+        self.class_names = list(class_names)
+        self.loss_fn = _build_loss(
+            loss, self.class_names, label_smoothing, focal_gamma, class_weights
+        )
+        self.mixer = BatchMixer(
+            len(self.class_names), mixup_alpha, cutmix_alpha, cutmix_prob, mix_until_epoch
+        )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        num_classes = len(self.class_names)
+        # One metric object per stage: Lightning resets and syncs each at its own epoch end.
+        self.acc = nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+        images, labels = batch
+        targets = labels
+        mixing = stage == "train" and self.mixer.active(self.current_epoch)
+        if mixing:
+            images, targets = self.mixer(images, labels)  # targets: (B, C) soft
+        logits = self(images)
+        loss = self.loss_fn(logits, targets)
+        # On a mixed batch accuracy is measured against each sample's dominant label.
+        reference = targets.argmax(dim=-1) if mixing else labels
+        preds = logits.argmax(dim=-1)
+        self.acc[stage](preds, reference)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", self.acc[stage], on_step=on_step, on_epoch=True, prog_bar=True)
+        if stage == "train":
+            self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
+        return {"loss": loss, "preds": preds, "targets": labels}
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(images).softmax(dim=-1)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        for group in optimizer.param_groups:
+            if group["lr"] <= 0:
+                raise UserError(f"model.optimizer lr is {group['lr']}; use a positive lr")
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self._scheduler_config(optimizer)}
+
+    def _scheduler_config(self, optimizer) -> dict:
+        target = _factory_class(self.scheduler_factory)
+        if target is not None and issubclass(target, OneCycleLR):
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer, total_steps=total)
+            return {"scheduler": scheduler, "interval": "step"}
+        return {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}
+
+
+def _save_hparams_without_module(module: L.LightningModule) -> None:
+    """Save init args so ``load_from_checkpoint(path)`` needs no YAML.
+
+    Under the CLI, Lightning records ``net`` as its config (class_path + init_args), which
+    rebuilds the network on load. Built by hand, ``net`` arrives as a module object: it is
+    dropped rather than pickled, and such a checkpoint loads with ``net=`` passed again.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+        module.save_hyperparameters(frame=inspect.currentframe().f_back)
+    if isinstance(module.hparams.get("net"), nn.Module):
+        module.hparams.pop("net")
+        module._hparams_initial.pop("net", None)
+
+
+def _factory_class(factory) -> type | None:
+    """The class a factory builds: the class itself, or the one jsonargparse's partial wraps."""
+    if inspect.isclass(factory):
+        return factory
+    return next((arg for arg in getattr(factory, "args", ()) if inspect.isclass(arg)), None)
+
+
+def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights) -> nn.Module:
+    if not 0.0 <= label_smoothing < 1.0:
+        raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
+    weights = class_weight_vector(class_weights, class_names)
+    if loss == "focal":
+        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights)
+    if class_weights:
+        raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
+    return SoftTargetCrossEntropy(len(class_names), label_smoothing)

@@ -1,0 +1,127 @@
+"""Unit tests of the losses, the mixing switch and the LR schedules the recipes use."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
+
+from cifar_moe.constants import CIFAR10_CLASSES
+from cifar_moe.errors import UserError
+from cifar_moe.training.losses import FocalLoss, SoftTargetCrossEntropy, class_weight_vector
+from cifar_moe.training.mixing import BatchMixer
+
+C = len(CIFAR10_CLASSES)
+
+
+@pytest.fixture
+def logits_labels():
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(16, C, generator=gen, dtype=torch.float64), torch.arange(16) % C
+
+
+def test_soft_ce_equals_torch_ce_with_smoothing(logits_labels):
+    logits, labels = logits_labels
+    ours = SoftTargetCrossEntropy(C, label_smoothing=0.1)(logits, labels)
+    ref = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    torch.testing.assert_close(ours, ref)
+
+
+def test_focal_gamma0_no_weights_equals_ce(logits_labels):
+    logits, labels = logits_labels
+    focal = FocalLoss(C, gamma=0.0, label_smoothing=0.1)(logits, labels)
+    ref = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    torch.testing.assert_close(focal.double(), ref)
+
+
+def test_focal_down_weights_easy_examples(logits_labels):
+    logits, labels = logits_labels
+    easy = logits.clone()
+    easy[torch.arange(16), labels] += 10.0  # confidently right
+    ce, focal = SoftTargetCrossEntropy(C), FocalLoss(C, gamma=2.0)
+    assert focal(easy, labels) < 0.01 * ce(easy, labels)
+
+
+@pytest.mark.parametrize("loss_name", ["ce", "focal"])
+def test_blended_loss_is_two_label_formula(logits_labels, loss_name):
+    logits, a = logits_labels
+    b = (a + 3) % C
+    weights = class_weight_vector({"cat": 1.2, "bird": 1.1}, CIFAR10_CLASSES)
+    loss = (
+        SoftTargetCrossEntropy(C, 0.1)
+        if loss_name == "ce"
+        else FocalLoss(C, gamma=2.0, label_smoothing=0.1, class_weights=weights.double())
+    )
+    lam = 0.37
+    soft = lam * F.one_hot(a, C).double() + (1 - lam) * F.one_hot(b, C).double()
+    expected = lam * loss(logits, a) + (1 - lam) * loss(logits, b)
+    torch.testing.assert_close(loss(logits, soft), expected)
+
+
+def test_class_weights_by_name():
+    w = class_weight_vector({"cat": 1.2, "dog": 1.1}, CIFAR10_CLASSES)
+    assert w[CIFAR10_CLASSES.index("cat")] == pytest.approx(1.2)
+    assert w[CIFAR10_CLASSES.index("dog")] == pytest.approx(1.1)
+    assert w.sum() == pytest.approx(C + 0.3)
+
+
+def test_unknown_class_name_is_a_clear_error():
+    with pytest.raises(UserError, match=r"model\.class_weights.*'kat'.*airplane"):
+        class_weight_vector({"kat": 1.2}, CIFAR10_CLASSES)
+
+
+def test_mixing_switches_off_at_epoch():
+    mixer = BatchMixer(C, mixup_alpha=0.1, until_epoch=25)
+    assert mixer.active(0) and mixer.active(24)
+    assert not mixer.active(25) and not mixer.active(35)
+    assert not BatchMixer(C).active(0)  # nothing configured: never mixes
+
+
+def test_cutmix_lambda_is_pasted_area_fraction():
+    torch.manual_seed(0)
+    images = torch.zeros(8, 3, 32, 32)
+    images[::2] = 1.0  # neighbours differ, so the pasted area is countable
+    labels = torch.tensor([0, 1] * 4)
+    mixed, soft = BatchMixer(C, cutmix_alpha=1.0)(images, labels)
+    # Each image pasted from its neighbour: the changed-pixel fraction is 1 - lambda.
+    changed = (mixed != images).float().mean(dim=(1, 2, 3))
+    own = soft[torch.arange(8), labels]
+    torch.testing.assert_close(1 - changed, own)
+    torch.testing.assert_close(soft.sum(dim=1), torch.ones(8))
+
+
+def test_both_mixers_pick_per_batch():
+    torch.manual_seed(0)
+    mixer = BatchMixer(C, mixup_alpha=0.2, cutmix_alpha=1.0, cutmix_prob=0.5)
+    images, labels = torch.rand(4, 3, 32, 32), torch.arange(4)
+    kinds = set()
+    for _ in range(20):
+        mixed, _ = mixer(images, labels)
+        # cutmix keeps some pixels exactly; mixup (lambda < 1) changes every pixel
+        kinds.add(bool((mixed == images).any()))
+    assert kinds == {True, False}
+
+
+def _lrs(scheduler, steps):
+    out = []
+    for _ in range(steps):
+        out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return [*out, scheduler.optimizer.param_groups[0]["lr"]]
+
+
+def test_onecycle_final_lr():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = OneCycleLR(opt, max_lr=0.05, total_steps=100, pct_start=0.15, div_factor=25,
+                       final_div_factor=10000)
+    lrs = _lrs(sched, 99)
+    assert lrs[0] == pytest.approx(0.05 / 25)
+    assert max(lrs) == pytest.approx(0.05)
+    assert lrs[-1] == pytest.approx(0.05 / 25 / 10000)
+
+
+def test_cosine_reaches_eta_min_at_t_max():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.19)
+    lrs = _lrs(CosineAnnealingLR(opt, T_max=35, eta_min=1e-4), 35)
+    assert lrs[0] == pytest.approx(0.19)
+    assert lrs[35] == pytest.approx(1e-4)
