@@ -3,12 +3,9 @@
 from pathlib import Path
 
 import pytest
-
 from cifar_moe.data.synthetic import write_synthetic_cifar
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SLICE = REPO_ROOT.parent / "shared" / "data" / "cifar-10-mini"
-"""data_dir of the real 10% slice; its images sit in ``cifar-10-batches-py/`` below it."""
+from cifar_moe.paths import REAL_SLICE_DIR, real_slice_available
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +19,6 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """data_dir of the real slice; skipped where it is absent (a user's clone), never on CI."""
-    if not (REAL_SLICE / "cifar-10-batches-py" / "test_batch").is_file():
-        pytest.skip(f"real CIFAR-10 slice not found at {REAL_SLICE}")
-    return REAL_SLICE
+    if not real_slice_available():
+        pytest.skip(f"real CIFAR-10 slice not found at {REAL_SLICE_DIR}")
+    return REAL_SLICE_DIR

@@ -6,6 +6,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from cifar_moe.plots import confusion_figure
+
 EVAL_STAGES = ("val", "test")
 
 
@@ -75,31 +77,11 @@ def format_per_class(class_names, per_class) -> str:
     return "\n".join(lines)
 
 
-def confusion_figure(confusion: torch.Tensor, class_names):
-    """A labelled matplotlib figure of a (C, C) confusion matrix (rows: true class)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    ax.imshow(confusion.numpy(), cmap="Blues")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=60, ha="right")
-    ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in ticks:
-        for j in ticks:
-            ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def _log_confusion(trainer, stage, confusion, class_names) -> None:
     loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
     if not loggers:
         return
     fig = confusion_figure(confusion, class_names)
     for logger in loggers:
+        # add_figure closes the figure, so a long run does not pile them up in memory
         logger.experiment.add_figure(f"{stage}/confusion", fig, global_step=trainer.global_step)

@@ -87,11 +87,13 @@ class LitClassifier(L.LightningModule):
         # On a mixed batch accuracy is measured against each sample's dominant label.
         reference = targets.argmax(dim=-1) if mixing else labels
         preds = logits.argmax(dim=-1)
-        self.acc[stage](preds, reference)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", self.acc[stage], on_step=on_step, on_epoch=True, prog_bar=True)
+        batch_acc = self.acc[stage](preds, reference)
+        # Epoch values carry the plain keys (train/loss, val/acc); train also logs per step.
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", self.acc[stage], on_step=False, on_epoch=True, prog_bar=True)
         if stage == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+            self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
             self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
         return {"loss": loss, "preds": preds, "targets": labels}
 

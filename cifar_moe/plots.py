@@ -1,0 +1,111 @@
+"""Figures for notebooks and TensorBoard: curves, per-class bars, confusion, sample grids.
+
+matplotlib is imported lazily with the Agg backend so that training never needs a display.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+from cifar_moe.constants import CIFAR10_MEAN, CIFAR10_STD
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Normalised (B, 3, H, W) images back to [0, 1] for display."""
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)  # (1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    return (images.cpu() * std + mean).clamp(0, 1)
+
+
+def image_grid(images, true, pred, class_names: Sequence[str], columns: int = 8):
+    """Normalised images with 'pred / true' titles; wrong predictions in red."""
+    plt = _pyplot()
+    rows = (len(images) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    pictures = denormalize(images).permute(0, 2, 3, 1)  # (B, H, W, 3)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, picture, t, p in zip(axes.flat, pictures, true, pred, strict=False):
+        ax.imshow(picture.numpy())
+        colour = "black" if int(t) == int(p) else "red"
+        ax.set_title(f"{class_names[int(p)]}\n({class_names[int(t)]})", fontsize=8, color=colour)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(scalars: dict, tags: Sequence[str] = ("loss", "acc")):
+    """Per-epoch train/val curves from :func:`cifar_moe.runs.read_scalars`, one panel a tag.
+
+    Train and val values are plotted against the epoch they belong to; the train/mixing
+    tag, when present, shades the epochs in which batches were mixed.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.5), squeeze=False)
+    mixing = [v for _, v in scalars.get("train/mixing", [])]
+    for ax, tag in zip(axes.flat, tags, strict=True):
+        for stage in ("train", "val"):
+            values = [v for _, v in scalars.get(f"{stage}/{tag}", [])]
+            ax.plot(range(len(values)), values, marker="o", label=f"{stage}/{tag}")
+        for epoch, on in enumerate(mixing):
+            if on:
+                ax.axvspan(epoch - 0.5, epoch + 0.5, color="orange", alpha=0.08, lw=0)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(class_names: Sequence[str], accuracies: Sequence[float], title: str = ""):
+    """Horizontal bars of per-class accuracy."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.barh(list(class_names), [float(a) for a in accuracies])
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str]):
+    """A labelled figure of a (C, C) confusion matrix (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.imshow(confusion.cpu().numpy(), cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=60, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in ticks:
+        for j in ticks:
+            ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def matrix_figure(matrix: torch.Tensor, row_names: Sequence[str], title: str = ""):
+    """A heat map with values, e.g. mean routing weight per class (rows) and expert (columns)."""
+    plt = _pyplot()
+    rows, cols = matrix.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * cols, 0.45 * rows + 1))
+    ax.imshow(matrix.cpu().numpy(), cmap="viridis", aspect="auto")
+    ax.set_yticks(range(rows), row_names)
+    ax.set_xticks(range(cols), [f"e{k}" for k in range(cols)])
+    for i in range(rows):
+        for j in range(cols):
+            ax.text(j, i, f"{float(matrix[i, j]):.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

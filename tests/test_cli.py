@@ -1,0 +1,131 @@
+"""Config and smoke tiers: every YAML instantiates; short in-process CLI fits and tests."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_moe.cli import cli_main
+from cifar_moe.runs import best_checkpoint, latest_run, read_image_tags, read_scalars
+from cifar_moe.training.module import LitClassifier
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = ["mixup_cosine.yaml", "focal_onecycle.yaml", "quickstart.yaml"]
+CONTROLS = ["controls/k1.yaml", "controls/resnet18.yaml"]
+
+TINY_NET = [
+    "--model.net.init_args.stem_width=8",
+    "--model.net.init_args.widths=[8, 16]",
+    "--model.net.init_args.pool_after=[0, 1]",
+]
+
+
+def fast_trainer(root: Path, epochs: int = 1) -> list[str]:
+    return [
+        f"--trainer.default_root_dir={root}",
+        f"--trainer.max_epochs={epochs}",
+        "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.accelerator=cpu",
+        "--data.num_workers=0",
+        "--data.batch_size=16",
+    ]
+
+
+def _instantiate(configs: list[str], data_dir: Path):
+    args = [a for c in configs for a in ("--config", str(CONFIGS / c))]
+    return cli_main([*args, f"--data.data_dir={data_dir}", "--data.val_size=40"], run=False)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_instantiates(recipe, synthetic_data_dir):
+    cli = _instantiate([recipe], synthetic_data_dir)
+    assert isinstance(cli.model, LitClassifier)
+    assert cli.model.class_names == list(cli.datamodule.class_names)
+    logits = cli.model.eval()(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_controls_layer_over_a_recipe(control, synthetic_data_dir):
+    cli = _instantiate(["focal_onecycle.yaml", control], synthetic_data_dir)
+    expected = "CifarResNet18" if "resnet" in control else "MoENet"
+    assert type(cli.model.net).__name__ == expected
+    if expected == "MoENet":
+        assert cli.model.net.num_experts == 1
+
+
+def test_recipe_numbers_reach_the_objects(synthetic_data_dir):
+    cli = _instantiate(["focal_onecycle.yaml"], synthetic_data_dir)
+    model = cli.model
+    cat = model.class_names.index("cat")
+    assert model.loss_fn.class_weights[cat].item() == pytest.approx(1.2)
+    assert model.loss_fn.gamma == 2.0 and model.loss_fn.label_smoothing == 0.1
+    assert cli.datamodule.hparams.batch_size == 128
+    assert cli.trainer.max_epochs == 200
+
+
+@pytest.mark.slow
+def test_fit_then_test_best_checkpoint(synthetic_data_dir, tmp_path):
+    base = ["--config", str(CONFIGS / "quickstart.yaml"), *TINY_NET,
+            f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40"]
+    cli_main(["fit", *base, *fast_trainer(tmp_path)])
+    run = latest_run(tmp_path / "lightning_logs")
+    assert (run / "config.yaml").is_file()
+    ckpt = best_checkpoint(run)
+    assert ckpt.name.startswith("best-") and (run / "checkpoints" / "last.ckpt").is_file()
+    cli_main(["test", *base, *fast_trainer(tmp_path), f"--ckpt_path={ckpt}"])
+    scalars = read_scalars(run)
+    for tag in ["train/loss", "train/acc", "val/loss", "val/acc", "train/loss_step",
+                "val/acc_class/cat", "lr-SGD"]:
+        assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
+    test_scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
+    assert "test/acc" in test_scalars and "test/acc_class/truck" in test_scalars
+    assert "val/confusion" in read_image_tags(run)
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_without_yaml(synthetic_data_dir, tmp_path):
+    args = ["fit", "--config", str(CONFIGS / "mixup_cosine.yaml"), *TINY_NET,
+            f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40",
+            "--model.net.init_args.widths=[8, 16]", *fast_trainer(tmp_path)]
+    cli = cli_main(args)
+    ckpt = best_checkpoint(latest_run(tmp_path / "lightning_logs"))
+    loaded = LitClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), cli.model.cpu().eval()(x))
+    assert loaded.class_names == cli.model.class_names
+
+
+@pytest.mark.slow
+def test_mixing_on_before_switch_epoch_and_off_after(synthetic_data_dir, tmp_path):
+    args = ["fit", "--config", str(CONFIGS / "mixup_cosine.yaml"), *TINY_NET,
+            f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40",
+            "--model.mix_until_epoch=1", *fast_trainer(tmp_path, epochs=3)]
+    cli_main(args)
+    mixing = [v for _, v in read_scalars(latest_run(tmp_path / "lightning_logs"))["train/mixing"]]
+    assert mixing == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.slow
+def test_onecycle_steps_per_batch_to_its_floor(synthetic_data_dir, tmp_path):
+    cli = cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), *TINY_NET,
+                    f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40",
+                    *fast_trainer(tmp_path, epochs=2)])
+    scheduler = cli.trainer.lr_scheduler_configs[0]
+    assert scheduler.interval == "step"
+    assert scheduler.scheduler.total_steps == 6  # 2 epochs x 3 batches
+    lr = cli.trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(0.2 / 25 / 1e4)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_both_recipes_run_on_the_real_slice(real_data_dir, tmp_path):
+    for recipe in ["mixup_cosine.yaml", "focal_onecycle.yaml"]:
+        cli_main(["fit", "--config", str(CONFIGS / recipe), *TINY_NET,
+                  f"--data.data_dir={real_data_dir}", "--data.val_size=500",
+                  *fast_trainer(tmp_path)])
+        scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
+        assert {"train/loss", "val/acc", "val/acc_class/airplane"} <= scalars.keys()
