@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-from cifar_moe.data.synthetic import write_synthetic_cifar
 
+from cifar_moe.data.synthetic import write_synthetic_cifar
 from cifar_moe.paths import REAL_SLICE_DIR, real_slice_available
 
 

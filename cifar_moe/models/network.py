@@ -1,0 +1,120 @@
+"""The routed-expert network: stem -> expert blocks (with max-pools) -> classifier."""
+
+from collections.abc import Iterator
+from typing import Literal
+
+from torch import Tensor, nn
+
+from cifar_moe.errors import UserError
+from cifar_moe.models.blocks import PlainExpertBlock, ResidualExpertBlock
+from cifar_moe.models.classifier import Classifier
+from cifar_moe.models.expert_conv import IMPLS, ExpertConv2d, ExpertImpl
+from cifar_moe.models.router import Router
+from cifar_moe.models.stem import Stem
+
+BLOCKS = {"plain": PlainExpertBlock, "residual": ResidualExpertBlock}
+
+
+class MoENet(nn.Module):
+    """A CIFAR network of per-sample routed K-expert conv blocks. Presets: ``configs/net/``.
+
+    Args:
+        stem_width: output channels of the 3x3 stem.
+        widths: output channels of each expert block, in order.
+        pool_after: indices of blocks followed by a 2x2 max-pool.
+        num_experts: K, experts per block; 1 gives a static conv net (the control).
+        reduction: router MLP bottleneck ratio r (hidden = C // r).
+        block: ``plain`` (experts -> BN -> dropout -> ReLU) or ``residual`` (bottleneck + skip).
+        block_dropout: dropout probability inside every block.
+        classifier_dropout: dropout probability before the final linear layer.
+        bottleneck_ratio: residual blocks only: bottleneck width = block width // ratio.
+        impl: expert-conv implementation, ``mixture`` or ``aggregate`` (same parameters).
+        num_classes: number of output logits (linked from the data module by the CLI).
+    """
+
+    def __init__(
+        self,
+        stem_width: int = 48,
+        widths: list[int] = [96, 96, 192, 192, 384, 384],  # noqa: B006 (jsonargparse shows it)
+        pool_after: list[int] = [0, 2, 4],  # noqa: B006
+        num_experts: int = 2,
+        reduction: int = 4,
+        block: Literal["plain", "residual"] = "plain",
+        block_dropout: float = 0.0,
+        classifier_dropout: float = 0.0,
+        bottleneck_ratio: int = 4,
+        impl: ExpertImpl = "mixture",
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        _check(widths, pool_after, num_experts, reduction, block, block_dropout,
+               classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width)
+        self.num_experts = num_experts
+        self.stem = Stem(stem_width)
+        extra = {"bottleneck_ratio": bottleneck_ratio} if block == "residual" else {}
+        layers: list[nn.Module] = []
+        in_channels = stem_width
+        for index, width in enumerate(widths):
+            layers.append(BLOCKS[block](in_channels, width, num_experts, reduction,
+                                        block_dropout, impl, **extra))
+            if index in pool_after:
+                layers.append(nn.MaxPool2d(2))
+            in_channels = width
+        self.blocks = nn.Sequential(*layers)
+        self.classifier = Classifier(in_channels, num_classes, classifier_dropout)
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.blocks(self.stem(x)))
+
+    def expert_blocks(self) -> Iterator[nn.Module]:
+        """The routed blocks, in order; each has ``.router`` and ``.experts``."""
+        return (m for m in self.blocks if isinstance(m, tuple(BLOCKS.values())))
+
+    def routers(self) -> list[Router]:
+        return [block.router for block in self.expert_blocks()]
+
+    def set_impl(self, impl: ExpertImpl) -> "MoENet":
+        """Switch every expert conv to ``mixture`` or ``aggregate``; parameters are unchanged."""
+        for module in self.modules():
+            if isinstance(module, ExpertConv2d):
+                module.impl = impl
+        return self
+
+
+def init_weights(net: nn.Module) -> None:
+    """He init on convs and linears, zero biases, BN at identity; experts keep their own."""
+    for module in net.modules():
+        if isinstance(module, ExpertConv2d):
+            module.reset_parameters()
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,
+           bottleneck_ratio, impl, num_classes, stem_width) -> None:
+    """One line per bad setting, naming it, before anything is built."""
+    rules = [
+        (k >= 1, "num_experts", k, "use 1 (static control) or more"),
+        (len(widths) > 0, "widths", widths, "give at least one block width"),
+        (all(w >= 1 for w in widths) and stem_width >= 1, "widths/stem_width", widths,
+         "use positive channel counts"),
+        (all(0 <= i < len(widths) for i in pool_after), "pool_after", pool_after,
+         f"use block indices 0..{len(widths) - 1}"),
+        (reduction >= 1, "reduction", reduction, "use 1 or more"),
+        (block in BLOCKS, "block", block, f"use one of {', '.join(BLOCKS)}"),
+        (impl in IMPLS, "impl", impl, f"use one of {', '.join(IMPLS)}"),
+        (0 <= block_dropout < 1, "block_dropout", block_dropout, "use a value in [0, 1)"),
+        (0 <= classifier_dropout < 1, "classifier_dropout", classifier_dropout,
+         "use a value in [0, 1)"),
+        (bottleneck_ratio >= 1, "bottleneck_ratio", bottleneck_ratio, "use 1 or more"),
+        (num_classes >= 1, "num_classes", num_classes, "use 1 or more"),
+    ]
+    for ok, name, value, fix in rules:
+        if not ok:
+            raise UserError(f"model.net.init_args.{name} is {value!r}; {fix}")

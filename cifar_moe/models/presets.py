@@ -1,0 +1,34 @@
+"""Building a network preset from its YAML in ``configs/net/`` (the only place its numbers live)."""
+
+import importlib
+from pathlib import Path
+
+import yaml
+from torch import nn
+
+from cifar_moe.errors import UserError
+from cifar_moe.paths import CONFIG_DIR
+
+PRESET_DIR = CONFIG_DIR / "net"
+PRESETS = ("seed_a", "seed_b", "resnet18")
+
+
+def preset_spec(name_or_path: str) -> dict:
+    """The ``class_path`` / ``init_args`` dict of a preset name or a YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise UserError(f"no network preset {name_or_path!r}; use one of {', '.join(PRESETS)}")
+    return yaml.safe_load(path.read_text())
+
+
+def build_net(name_or_path: str, **overrides) -> nn.Module:
+    """Instantiate a preset with overrides.
+
+    The K = 1 control is ``build_net("seed_b", num_experts=1)``.
+    """
+    spec = preset_spec(name_or_path)
+    module_name, _, class_name = spec["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**{**spec.get("init_args", {}), **overrides})
