@@ -27,6 +27,7 @@ def fast_trainer(root: Path, epochs: int = 1) -> list[str]:
         "--trainer.limit_train_batches=3",
         "--trainer.limit_val_batches=2",
         "--trainer.enable_progress_bar=false",
+        "--trainer.log_every_n_steps=1",
         "--trainer.accelerator=cpu",
         "--data.num_workers=0",
         "--data.batch_size=16",
@@ -109,22 +110,27 @@ def test_mixing_on_before_switch_epoch_and_off_after(synthetic_data_dir, tmp_pat
 
 
 @pytest.mark.slow
-def test_onecycle_steps_per_batch_to_its_floor(synthetic_data_dir, tmp_path):
+def test_onecycle_steps_per_batch_and_logs_the_lr_used(synthetic_data_dir, tmp_path):
     cli = cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), *TINY_NET,
                     f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40",
                     *fast_trainer(tmp_path, epochs=2)])
-    scheduler = cli.trainer.lr_scheduler_configs[0]
-    assert scheduler.interval == "step"
-    assert scheduler.scheduler.total_steps == 6  # 2 epochs x 3 batches
-    lr = cli.trainer.optimizers[0].param_groups[0]["lr"]
-    assert lr == pytest.approx(0.2 / 25 / 1e4)
+    config = cli.trainer.lr_scheduler_configs[0]
+    assert config.interval == "step"
+    assert config.scheduler.total_steps == 6  # 2 epochs x 3 batches
+    used = [v for _, v in read_scalars(latest_run(tmp_path / "lightning_logs"))["lr-SGD"]]
+    assert len(used) == 6
+    max_lr = 0.2  # quickstart.yaml; div_factor 25 and final_div_factor 1e4 are the defaults
+    assert used[0] == pytest.approx(max_lr / 25)
+    assert max(used) == pytest.approx(max_lr, rel=0.1)
+    assert used[-1] == pytest.approx(max_lr / 25 / 1e4)
 
 
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_both_recipes_run_on_the_real_slice(real_data_dir, tmp_path):
     for recipe in ["mixup_cosine.yaml", "focal_onecycle.yaml"]:
-        cli_main(["fit", "--config", str(CONFIGS / recipe), *TINY_NET,
+        # The recipes' own networks, on a few real batches.
+        cli_main(["fit", "--config", str(CONFIGS / recipe),
                   f"--data.data_dir={real_data_dir}", "--data.val_size=500",
                   *fast_trainer(tmp_path)])
         scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))

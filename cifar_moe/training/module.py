@@ -69,9 +69,9 @@ class LitClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         num_classes = len(self.class_names)
         # One metric object per stage: Lightning resets and syncs each at its own epoch end.
-        self.acc = nn.ModuleDict(
-            {stage: MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
-        )
+        # (ModuleDict keys cannot be "train": it would shadow nn.Module.train.)
+        for stage in STAGES:
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -87,10 +87,11 @@ class LitClassifier(L.LightningModule):
         # On a mixed batch accuracy is measured against each sample's dominant label.
         reference = targets.argmax(dim=-1) if mixing else labels
         preds = logits.argmax(dim=-1)
-        batch_acc = self.acc[stage](preds, reference)
+        metric = getattr(self, f"{stage}_acc")
+        batch_acc = metric(preds, reference)
         # Epoch values carry the plain keys (train/loss, val/acc); train also logs per step.
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", self.acc[stage], on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
             self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
