@@ -22,10 +22,13 @@ class Router(nn.Module):
     def __init__(self, in_channels: int, num_experts: int, reduction: int = 4, tau: float = 1.0):
         super().__init__()
         self.num_experts = num_experts
-        self.tau = tau
-        self.record = False
-        """When True, ``last_weights`` keeps the latest (B, K) weights (detached) for analytics."""
+        # A buffer, so a checkpoint taken mid-anneal evaluates at the temperature it had.
+        self.register_buffer("_tau", torch.tensor(float(tau)))
+        # Both flags are off unless a callback or regulariser asks, so they cost nothing.
+        self.record = False  # keep the latest (B, K) weights, detached, for analytics
+        self.keep_graph = False  # keep them with their graph, for a balance regulariser
         self.last_weights: Tensor | None = None
+        self.live_weights: Tensor | None = None
         self.mlp = None
         if num_experts > 1:
             hidden = max(in_channels // reduction, 1)
@@ -35,20 +38,26 @@ class Router(nn.Module):
                 nn.Linear(hidden, num_experts),
             )
 
+    @property
+    def tau(self) -> float:
+        return float(self._tau)
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self._tau.fill_(float(value))
+
     def forward(self, x: Tensor) -> Tensor:
         if self.mlp is None:
             weights = x.new_ones(x.shape[0], 1)
         else:
             logits = self.mlp(x.mean(dim=(2, 3)))  # (B, K)
-            weights = F.softmax(logits.float() / self.tau, dim=-1).to(x.dtype)
+            weights = F.softmax(logits.float() / self._tau, dim=-1).to(x.dtype)
         if self.record:
             self.last_weights = weights.detach()
+        if self.keep_graph:
+            self.live_weights = weights
         return weights
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, tau={self.tau}"
 
-
-def routing_entropy(weights: Tensor) -> Tensor:
-    """Per-sample entropy of (B, K) routing weights, in nats."""
-    return -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)

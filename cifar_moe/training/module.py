@@ -14,8 +14,10 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cifar_moe.constants import CIFAR10_CLASSES
 from cifar_moe.errors import UserError
+from cifar_moe.routing_metrics import balance_penalty
 from cifar_moe.training.losses import FocalLoss, SoftTargetCrossEntropy, class_weight_vector
 from cifar_moe.training.mixing import BatchMixer
+from cifar_moe.training.routing_callbacks import find_routers
 
 STAGES = ("train", "val", "test")
 
@@ -38,6 +40,8 @@ class LitClassifier(L.LightningModule):
         optimizer: optimizer class and arguments (``class_path`` + ``init_args`` in YAML).
         scheduler: LR scheduler; OneCycleLR gets total_steps from the trainer and steps
             per batch, any other scheduler steps per epoch. None = constant LR.
+        balance_weight: weight of the router balance regulariser; 0 turns it off.
+        balance_kind: ``cv2`` (importance CV^2) or ``entropy`` (1 - batch-mean entropy).
     """
 
     def __init__(
@@ -54,6 +58,8 @@ class LitClassifier(L.LightningModule):
         mix_until_epoch: int | None = None,
         optimizer: OptimizerCallable = torch.optim.SGD,
         scheduler: LRSchedulerCallable | None = None,
+        balance_weight: float = 0.0,
+        balance_kind: Literal["cv2", "entropy"] = "cv2",
     ) -> None:
         super().__init__()
         _save_hparams_without_module(self)
@@ -65,6 +71,10 @@ class LitClassifier(L.LightningModule):
         self.mixer = BatchMixer(
             len(self.class_names), mixup_alpha, cutmix_alpha, cutmix_prob, mix_until_epoch
         )
+        self.balance_weight, self.balance_kind = balance_weight, balance_kind
+        self.balanced_routers = find_routers(net) if balance_weight > 0 else []
+        for router in self.balanced_routers:
+            router.keep_graph = True
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         num_classes = len(self.class_names)
@@ -84,6 +94,8 @@ class LitClassifier(L.LightningModule):
             images, targets = self.mixer(images, labels)  # targets: (B, C) soft
         logits = self(images)
         loss = self.loss_fn(logits, targets)
+        if stage == "train" and self.balanced_routers:
+            loss = loss + self._balance_loss()
         # On a mixed batch accuracy is measured against each sample's dominant label.
         reference = targets.argmax(dim=-1) if mixing else labels
         preds = logits.argmax(dim=-1)
@@ -97,6 +109,13 @@ class LitClassifier(L.LightningModule):
             self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
             self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
         return {"loss": loss, "preds": preds, "targets": labels}
+
+    def _balance_loss(self) -> Tensor:
+        penalty = torch.stack(
+            [balance_penalty(r.live_weights, self.balance_kind) for r in self.balanced_routers]
+        ).mean()
+        self.log("train/balance_penalty", penalty, on_step=False, on_epoch=True)
+        return self.balance_weight * penalty
 
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, "train")

@@ -1,0 +1,162 @@
+"""Routing analytics and the router temperature schedule, as callbacks.
+
+Both find routers as the ``Router`` modules inside ``pl_module.net``; a network without
+routers (ResNet-18) or with K = 1 is simply left alone.
+"""
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from cifar_moe.errors import UserError
+from cifar_moe.models.router import Router
+from cifar_moe.plots import matrix_figure
+from cifar_moe.routing_metrics import per_sample_entropy, routing_summary
+
+
+def find_routers(module: torch.nn.Module) -> list[Router]:
+    """Routers that actually route (K > 1), in forward order."""
+    return [m for m in module.modules() if isinstance(m, Router) and m.num_experts > 1]
+
+
+class RoutingAnalytics(L.Callback):
+    """Per block: routing entropy, balance, mutual information, max share, dead experts,
+    importance CV^2 (``route/block<i>/<metric>``), and a class x expert image.
+
+    The routers record their last weights during validation/test only while this callback
+    is on, so it needs no second forward pass and costs nothing when absent.
+
+    Args:
+        on_train: also accumulate over training batches (``route_train/...``).
+        class_matrix: log the class x expert mean-weight matrix as an image per epoch.
+    """
+
+    def __init__(self, on_train: bool = False, class_matrix: bool = True) -> None:
+        self.on_train = on_train
+        self.class_matrix = class_matrix
+        self.routers: list[Router] = []
+        self.state: dict[str, list[dict]] = {}
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self.routers = find_routers(pl_module)
+        for router in self.routers:
+            router.record = True
+
+    def _reset(self, stage, num_classes, device) -> None:
+        self.state[stage] = [
+            {"w": torch.zeros(r.num_experts, device=device), "h": torch.zeros((), device=device),
+             "n": torch.zeros((), device=device),
+             "cls": torch.zeros(num_classes, r.num_experts, device=device)}
+            for r in self.routers
+        ]
+
+    def _accumulate(self, stage, labels) -> None:
+        for acc, router in zip(self.state[stage], self.routers, strict=True):
+            w = router.last_weights.float()  # (B, K)
+            acc["w"] += w.sum(dim=0)
+            acc["h"] += per_sample_entropy(w).sum()
+            acc["n"] += len(w)
+            acc["cls"].index_add_(0, labels, w)  # (C, K) sums per true class
+
+    def _finish(self, stage, trainer, pl_module) -> list[torch.Tensor]:
+        matrices = []
+        prefix = {"train": "route_train", "val": "route", "test": "route_test"}[stage]
+        for i, acc in enumerate(self.state.pop(stage, [])):
+            acc = {k: trainer.strategy.reduce(v, reduce_op="sum") for k, v in acc.items()}
+            summary = routing_summary(acc["w"], acc["h"], int(acc["n"]))
+            for name, value in summary.items():
+                pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=False)
+            counts = acc["cls"].sum(dim=1, keepdim=True).clamp_min(1e-12)
+            matrices.append(acc["cls"] / counts)  # (C, K) mean weight per class
+        return matrices
+
+    def _on_batch(self, stage, batch) -> None:
+        if self.routers and stage in self.state:
+            self._accumulate(stage, batch[1])
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.on_train:
+            self._reset("train", len(pl_module.class_names), pl_module.device)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._reset("val", len(pl_module.class_names), pl_module.device)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._reset("test", len(pl_module.class_names), pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Training batches may be mixed; the class matrix then uses the first label.
+        self._on_batch("train", batch)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl=0):
+        self._on_batch("val", batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl=0):
+        self._on_batch("test", batch)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._finish("train", trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        matrices = self._finish("val", trainer, pl_module)
+        if self.class_matrix and not trainer.sanity_checking and trainer.is_global_zero:
+            _log_matrices(trainer, matrices, pl_module.class_names)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        for i, matrix in enumerate(self._finish("test", trainer, pl_module)):
+            rank_zero_info(format_class_matrix(matrix, pl_module.class_names, f"block{i}"))
+
+
+def format_class_matrix(matrix: torch.Tensor, class_names, title: str) -> str:
+    """A (C, K) class x expert mean-weight table as text."""
+    width = max(len(n) for n in class_names)
+    header = " " * width + "  " + " ".join(f"  e{k}" for k in range(matrix.shape[1]))
+    rows = [f"{n:<{width}}  " + " ".join(f"{float(v):.2f}" for v in row)
+            for n, row in zip(class_names, matrix, strict=True)]
+    return "\n".join([f"routing {title}: mean weight per class (rows) and expert", header, *rows])
+
+
+def _log_matrices(trainer, matrices, class_names) -> None:
+    for logger in (lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)):
+        for i, matrix in enumerate(matrices):
+            fig = matrix_figure(matrix, class_names, f"block {i}")
+            logger.experiment.add_figure(f"route/block{i}/class_expert", fig, trainer.global_step)
+
+
+class TemperatureSchedule(L.Callback):
+    """Anneals every router's softmax temperature linearly from ``tau0`` to ``tau1``.
+
+    The value is a pure function of the step (or epoch), so a resumed run continues on it.
+
+    Args:
+        tau0: temperature at the start (high, e.g. 30 = near-uniform routing, every expert
+            trained); equal to tau1 (the default) turns the schedule off.
+        tau1: temperature at the end of the schedule and after it.
+        epochs: length of the schedule in epochs.
+        per_step: update every optimizer step (smooth) rather than once per epoch.
+    """
+
+    def __init__(self, tau0: float = 1.0, tau1: float = 1.0, epochs: int = 10,
+                 per_step: bool = True) -> None:
+        if tau0 <= 0 or tau1 <= 0 or epochs < 1:
+            raise UserError(
+                f"tau_schedule needs tau0 > 0, tau1 > 0, epochs >= 1; got {tau0}, {tau1}, {epochs}"
+            )
+        self.tau0, self.tau1, self.epochs, self.per_step = tau0, tau1, epochs, per_step
+
+    def tau_at(self, progress_epochs: float) -> float:
+        """Temperature after ``progress_epochs`` (fractional) epochs of training."""
+        t = min(max(progress_epochs / self.epochs, 0.0), 1.0)
+        return self.tau0 + (self.tau1 - self.tau0) * t
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.tau0 == self.tau1:  # the default: no schedule, nothing to log
+            return
+        progress = float(trainer.current_epoch)
+        if self.per_step:
+            progress += batch_idx / max(trainer.num_training_batches, 1)
+        tau = self.tau_at(progress)
+        for router in find_routers(pl_module):
+            router.tau = tau
+        pl_module.log("route/tau", tau, on_step=True, on_epoch=False)

@@ -1,0 +1,87 @@
+"""Routing analytics and remedies: metrics on hand-made weights, schedule, regulariser, CLI."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_moe.cli import cli_main
+from cifar_moe.models import Router
+from cifar_moe.routing_metrics import balance_penalty, summarize
+from cifar_moe.runs import latest_run, read_image_tags, read_scalars
+from cifar_moe.training.routing_callbacks import TemperatureSchedule
+
+K = 4
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_uniform_routing():
+    m = summarize(torch.full((32, K), 1 / K))
+    assert m["entropy"] == pytest.approx(1) and m["balance"] == pytest.approx(1)
+    assert m["mutual_info"] == pytest.approx(0, abs=1e-6)
+    assert m["max_share"] == pytest.approx(1 / K) and m["dead_fraction"] == 0
+    assert m["importance_cv2"] == pytest.approx(0, abs=1e-9)
+
+
+def test_one_hot_balanced_routing_has_full_mutual_information():
+    m = summarize(torch.eye(K).repeat(8, 1))  # each sample picks one expert, all used
+    assert m["entropy"] == pytest.approx(0, abs=1e-6) and m["balance"] == pytest.approx(1)
+    assert m["mutual_info"] == pytest.approx(1)
+
+
+def test_collapse_onto_one_expert():
+    weights = torch.zeros(16, K)
+    weights[:, 2] = 1
+    m = summarize(weights)
+    assert m["max_share"] == pytest.approx(1)
+    assert m["dead_fraction"] == pytest.approx((K - 1) / K)
+    assert m["balance"] == pytest.approx(0, abs=1e-6)
+    assert m["importance_cv2"] == pytest.approx(K - 1)
+
+
+def test_temperature_schedule_end_points():
+    schedule = TemperatureSchedule(tau0=30, tau1=1, epochs=10)
+    assert schedule.tau_at(0) == 30 and schedule.tau_at(10) == 1 and schedule.tau_at(50) == 1
+    assert schedule.tau_at(5) == pytest.approx(15.5)
+
+
+@pytest.mark.parametrize("kind", ["cv2", "entropy"])
+def test_balance_penalty_zero_at_balance_and_has_gradient(kind):
+    balanced = torch.eye(K).repeat(4, 1)
+    assert balance_penalty(balanced, kind).item() == pytest.approx(0, abs=1e-6)
+    logits = torch.randn(16, K, requires_grad=True)
+    penalty = balance_penalty(logits.softmax(dim=1), kind)
+    penalty.backward()
+    assert penalty > 0 and logits.grad.abs().sum() > 0
+
+
+def test_router_tau_is_saved_in_its_state():
+    router = Router(8, K)
+    router.tau = 7.5
+    fresh = Router(8, K)
+    fresh.load_state_dict(router.state_dict())
+    assert fresh.tau == 7.5
+
+
+@pytest.mark.slow
+def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, tmp_path):
+    cli_main([
+        "fit", "--config", str(CONFIGS / "focal_onecycle.yaml"),
+        "--config", str(CONFIGS / "routing" / "anneal_balance.yaml"),
+        "--model.net.init_args.widths=[8, 16]", "--model.net.init_args.pool_after=[0, 1]",
+        "--model.net.init_args.stem_width=8",
+        f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40", "--data.num_workers=0",
+        "--data.batch_size=16", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+    ])
+    run = latest_run(tmp_path / "lightning_logs")
+    scalars = read_scalars(run)
+    for metric in ("entropy", "balance", "mutual_info", "max_share", "dead_fraction",
+                   "importance_cv2"):
+        assert f"route/block1/{metric}" in scalars
+    taus = [v for _, v in scalars["route/tau"]]
+    assert taus[0] == pytest.approx(30) and taus[-1] < 30
+    assert "train/balance_penalty" in scalars
+    assert "route/block0/class_expert" in read_image_tags(run)
