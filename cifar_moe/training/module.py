@@ -42,6 +42,9 @@ class LitClassifier(L.LightningModule):
             per batch, any other scheduler steps per epoch. None = constant LR.
         balance_weight: weight of the router balance regulariser; 0 turns it off.
         balance_kind: ``cv2`` (importance CV^2) or ``entropy`` (1 - batch-mean entropy).
+        channels_last: run the network in channels_last memory format.
+        compile: run the network through ``torch.compile`` (parameters and checkpoints are
+            those of the plain network).
     """
 
     def __init__(
@@ -60,6 +63,8 @@ class LitClassifier(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         balance_weight: float = 0.0,
         balance_kind: Literal["cv2", "entropy"] = "cv2",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         _save_hparams_without_module(self)
@@ -75,6 +80,9 @@ class LitClassifier(L.LightningModule):
         self.balanced_routers = find_routers(net) if balance_weight > 0 else []
         for router in self.balanced_routers:
             router.keep_graph = True
+        self.channels_last, self.compile_net = channels_last, compile
+        # Kept out of the module registry so state_dict keys stay those of `net`.
+        object.__setattr__(self, "_compiled", None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         num_classes = len(self.class_names)
@@ -83,8 +91,16 @@ class LitClassifier(L.LightningModule):
         for stage in STAGES:
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
 
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.compile_net and self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.net))
+
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return (self._compiled or self.net)(images)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         images, labels = batch

@@ -1,0 +1,140 @@
+"""Issue 7 switches: the device data path matches the classic one in distribution; bf16,
+channels_last and torch.compile leave the network's outputs close to fp32 eager."""
+
+import pytest
+import torch
+
+from cifar_moe.cli import cli_main
+from cifar_moe.data import CIFAR10DataModule
+from cifar_moe.data.augment import build_train_transform
+from cifar_moe.data.batch_augment import BatchAugment
+from cifar_moe.models import MoENet
+from cifar_moe.runs import latest_run, read_scalars
+
+N = 2000
+OFF = {"flip_p": 0.0, "crop_padding": 0}
+
+
+def _both_paths(image: torch.Tensor, **aug) -> tuple[torch.Tensor, torch.Tensor]:
+    """N augmented copies of one uint8 image through each path, as normalised floats."""
+    torch.manual_seed(0)
+    per_image = build_train_transform(**aug)
+    classic = torch.stack([per_image(image) for _ in range(N)])
+    device = BatchAugment(**aug)(image.expand(N, -1, -1, -1))
+    return classic, device
+
+
+def _marker_image() -> torch.Tensor:
+    image = torch.full((3, 32, 32), 128, dtype=torch.uint8)
+    image[:, 16, 16] = 255  # one bright pixel: its position reveals flips and offsets
+    image[:, 16, 17] = 0
+    return image
+
+
+def _marker_columns(batch: torch.Tensor) -> torch.Tensor:
+    flat = batch[:, 0].flatten(1).argmax(dim=1)
+    return flat % 32, flat // 32
+
+
+def test_flip_rate_matches():
+    classic, device = _both_paths(_marker_image(), flip_p=0.3, crop_padding=0)
+    for batch in (classic, device):
+        cols, _ = _marker_columns(batch)
+        flipped = (cols == 15).float().mean().item()  # 16 -> 31 - 16
+        assert flipped == pytest.approx(0.3, abs=0.04)
+
+
+def test_crop_offsets_match():
+    classic, device = _both_paths(_marker_image(), flip_p=0.0, crop_padding=4)
+    stats = []
+    for batch in (classic, device):
+        cols, rows = _marker_columns(batch)
+        shift = torch.cat([cols, rows]).float() - 16
+        assert shift.min() == -4 and shift.max() == 4  # every offset in [0, 2p] is reached
+        stats.append((shift.mean().item(), shift.std().item()))
+    for mean, std in stats:
+        assert mean == pytest.approx(0, abs=0.15)
+        assert std == pytest.approx((80 / 12) ** 0.5, abs=0.15)  # uniform on 9 values
+
+
+@pytest.mark.parametrize("kind", ["brightness", "contrast", "saturation"])
+def test_jitter_factor_ranges_match(kind):
+    gen = torch.Generator().manual_seed(1)
+    image = torch.randint(40, 200, (3, 32, 32), generator=gen, dtype=torch.uint8)
+    classic, device = _both_paths(image, **OFF, **{kind: 0.4})
+    base = build_train_transform(**OFF)(image)
+    spread = [(b - base).flatten(1).std(dim=1) for b in (classic, device)]
+    # Same factor distribution -> same distribution of how far each copy moved.
+    for q in (0.1, 0.5, 0.9):
+        expected = spread[1].quantile(q).item()
+        assert spread[0].quantile(q).item() == pytest.approx(expected, rel=0.12, abs=0.01)
+
+
+def test_hue_and_rotation_change_images_like_the_classic_path():
+    gen = torch.Generator().manual_seed(2)
+    image = torch.randint(0, 255, (3, 32, 32), generator=gen, dtype=torch.uint8)
+    for aug in ({"hue": 0.1}, {"rotation_degrees": 10.0}):
+        classic, device = _both_paths(image, **OFF, **aug)
+        base = build_train_transform(**OFF)(image)
+        moved = [(b - base).abs().mean().item() for b in (classic, device)]
+        assert moved[0] > 0.01 and moved[1] == pytest.approx(moved[0], rel=0.2)
+
+
+def test_device_path_in_the_datamodule(synthetic_data_dir):
+    dm = CIFAR10DataModule(data_dir=str(synthetic_data_dir), val_size=40, batch_size=32,
+                           num_workers=0, device_augment=True, **OFF)
+    dm.setup("fit")
+    indices = next(iter(dm.train_dataloader()))
+    assert indices.dtype == torch.int64 and indices.shape == (32,)
+    images, labels = dm.on_after_batch_transfer(indices, 0)
+    stored = dm.datasets["train"]
+    torch.testing.assert_close(images, torch.stack([dm.eval_transform(stored.images[i])
+                                                    for i in indices]))
+    assert torch.equal(labels, stored.labels[indices])
+    val_batch = next(iter(dm.val_dataloader()))
+    assert dm.on_after_batch_transfer(val_batch, 0) is val_batch
+
+
+def _small_net(impl):
+    torch.manual_seed(0)
+    return MoENet(stem_width=8, widths=[16, 32], pool_after=[0], num_experts=3,
+                  block="residual", impl=impl).eval()
+
+
+@pytest.mark.parametrize("impl", ["mixture", "aggregate"])
+def test_bf16_and_channels_last_close_to_fp32(impl):
+    net = _small_net(impl)
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        reference = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = net(x).float()
+        net_cl = net.to(memory_format=torch.channels_last)
+        cl = net_cl(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(cl, reference, atol=1e-4, rtol=1e-4)
+    assert (bf16 - reference).abs().max() < 0.05 * reference.abs().max() + 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["mixture", "aggregate"])
+def test_compile_matches_eager(impl):
+    net = _small_net(impl)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(net)(x), net(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_fit_with_device_path_bf16_channels_last(synthetic_data_dir, tmp_path):
+    cli_main([
+        "fit", "--config=configs/quickstart.yaml", f"--data.data_dir={synthetic_data_dir}",
+        "--data.val_size=40", "--data.num_workers=0", "--data.batch_size=16",
+        "--data.device_augment=true", "--model.channels_last=true",
+        "--trainer.precision=bf16-mixed", "--model.net.init_args.widths=[8, 16]",
+        "--model.net.init_args.stem_width=8", "--model.net.init_args.pool_after=[0, 1]",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false",
+    ])
+    scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
+    assert all(v == v for _, v in scalars["train/loss"])  # finite, not NaN
