@@ -1,0 +1,140 @@
+"""Speed suite: data paths vs synthetic data, per network, plus augmentation throughput.
+
+    python benchmarks/bench_suite.py            # about 4 minutes on 2 CPU cores
+    python benchmarks/bench_suite.py --quick
+
+Table 1 (augmentation only): training batches/s of the classic per-image DataLoader
+path (2 workers) and of the device-resident batch path, with each recipe's augmentation.
+Table 2 (training): img/s of forward + backward + SGD step at each recipe's batch size,
+fed by (a) synthetic in-memory tensors, (b) the classic DataLoader path, (c) the device
+path; the ratio of each path to synthetic; the projected time of a 50,000-image epoch
+(50,000 / measured img/s, a projection, not a measured epoch); the peak resident memory of
+a fresh process running that row. On a GPU the same rows run there and add TFLOP/s and
+MFU; with no GPU those columns say "unmeasured". Data: a generated folder in the CIFAR
+layout (timing does not depend on pixel values).
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from cifar_moe.data import CIFAR10DataModule, write_synthetic_cifar
+from cifar_moe.models.presets import build_net
+
+AUG = {
+    "seed A aug": {"flip_p": 0.5, "crop_padding": 4, "brightness": 0.2, "contrast": 0.2,
+                   "saturation": 0.2},
+    "seed B aug": {"flip_p": 0.3, "crop_padding": 0, "rotation_degrees": 10, "brightness": 0.15,
+                   "contrast": 0.15, "saturation": 0.15, "hue": 0.075},
+}
+ROWS = {  # name: (preset, overrides, batch size, augmentation)
+    "seed_a": ("seed_a", {}, 256, "seed A aug"),
+    "seed_b": ("seed_b", {}, 128, "seed B aug"),
+    "k1_control": ("seed_b", {"num_experts": 1}, 128, "seed B aug"),
+    "resnet18": ("resnet18", {}, 128, "seed B aug"),
+}
+
+
+def datamodule(data_dir, batch, aug, device_augment, workers=2) -> CIFAR10DataModule:
+    dm = CIFAR10DataModule(data_dir=data_dir, val_size=0, batch_size=batch, num_workers=workers,
+                           device_augment=device_augment, **AUG[aug])
+    dm.setup("fit")
+    return dm
+
+
+def batches(dm, device):
+    """Endless (images, labels) on ``device`` through the data module's own train path."""
+    while True:
+        for batch in dm.train_dataloader():
+            batch = batch.to(device) if torch.is_tensor(batch) else [t.to(device) for t in batch]
+            yield dm.on_after_batch_transfer(batch, 0)
+
+
+def rate(step, source, batch: int, iters: int) -> float:
+    """img/s: median of ``iters`` timed steps after 2 warm-up steps."""
+    times = []
+    for i in range(iters + 2):
+        start = time.perf_counter()
+        step(*next(source))
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def train_row(name: str, data_dir: str, iters: int, device: str) -> dict:
+    preset, overrides, batch, aug = ROWS[name]
+    torch.manual_seed(0)
+    net = build_net(preset, **overrides).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step(images, labels):
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(images), labels).backward()
+        opt.step()
+
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    synthetic = iter(lambda: (x, y), None)
+    out = {"synthetic": rate(step, synthetic, batch, iters)}
+    for path, on_device in (("classic", False), ("device", True)):
+        source = batches(datamodule(data_dir, batch, aug, on_device), device)
+        out[path] = rate(step, source, batch, iters)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def augment_table(data_dir: str, iters: int) -> list[str]:
+    lines = ["| augmentation | classic, 2 workers img/s | device path img/s | device / classic |",
+             "|---|---|---|---|"]
+    for aug in AUG:
+        rates = []
+        for on_device in (False, True):
+            source = batches(datamodule(data_dir, 256, aug, on_device), "cpu")
+            rates.append(rate(lambda *b: None, source, 256, iters * 3))
+        lines.append(f"| {aug} | {rates[0]:.0f} | {rates[1]:.0f} | {rates[1] / rates[0]:.1f}x |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row, JSON out
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    iters = 2 if args.quick else 4
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.row:
+        print(json.dumps(train_row(args.row, args.data_dir, iters, device)))
+        return
+    data_dir = tempfile.mkdtemp()
+    write_synthetic_cifar(data_dir, train_per_batch=1000, test_size=100)
+    print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("\n".join(augment_table(data_dir, iters)) + "\n")
+    print("| network | batch | synthetic img/s | classic img/s (ratio) | device img/s (ratio) "
+          "| 50k epoch, projected | peak RSS | TFLOP/s, MFU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (_, _, batch, _) in ROWS.items():
+        cmd = [sys.executable, __file__, "--row", name, "--data-dir", data_dir]
+        r = json.loads(subprocess.run(cmd + (["--quick"] if args.quick else []), check=True,
+                                      capture_output=True, text=True).stdout.splitlines()[-1])
+        s = r["synthetic"]
+        gpu = "see GPU run" if device == "cuda" else "unmeasured (no GPU)"
+        print(f"| {name} | {batch} | {s:.1f} | {r['classic']:.1f} ({r['classic'] / s:.2f}) | "
+              f"{r['device']:.1f} ({r['device'] / s:.2f}) | {50_000 / s:.0f} s | "
+              f"{r['peak_rss_mb']:.0f} MB | {gpu} |")
+
+
+if __name__ == "__main__":
+    main()
