@@ -8,6 +8,7 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics.classification import MulticlassAccuracy
@@ -17,6 +18,7 @@ from cifar_moe.errors import UserError
 from cifar_moe.routing_metrics import balance_penalty
 from cifar_moe.training.losses import FocalLoss, SoftTargetCrossEntropy, class_weight_vector
 from cifar_moe.training.mixing import BatchMixer
+from cifar_moe.training.rng import rng_states, set_rng_states
 from cifar_moe.training.routing_callbacks import find_routers
 
 STAGES = ("train", "val", "test")
@@ -83,7 +85,7 @@ class LitClassifier(L.LightningModule):
         self.channels_last, self.compile_net = channels_last, compile
         # Kept out of the module registry so state_dict keys stay those of `net`.
         object.__setattr__(self, "_compiled", None)
-        self.optimizer_factory = optimizer
+        self.optimizer_factory = _checked_optimizer(optimizer)
         self.scheduler_factory = scheduler
         num_classes = len(self.class_names)
         # One metric object per stage: Lightning resets and syncs each at its own epoch end.
@@ -110,6 +112,8 @@ class LitClassifier(L.LightningModule):
             images, targets = self.mixer(images, labels)  # targets: (B, C) soft
         logits = self(images)
         loss = self.loss_fn(logits, targets)
+        if stage == "train":
+            self._check_finite(loss)
         if stage == "train" and self.balanced_routers:
             loss = loss + self._balance_loss()
         # On a mixed batch accuracy is measured against each sample's dominant label.
@@ -125,6 +129,31 @@ class LitClassifier(L.LightningModule):
             self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
             self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
         return {"loss": loss, "preds": preds, "targets": labels}
+
+    def _check_finite(self, loss: Tensor) -> None:
+        # One host sync per step; a NaN that trains on silently costs far more.
+        if not torch.isfinite(loss):
+            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+            raise UserError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}, "
+                f"epoch {self.current_epoch}; last good checkpoint: {last}. "
+                "Lower model.optimizer.init_args.lr or check the data"
+            )
+
+    def on_fit_start(self) -> None:
+        until, max_epochs = self.mixer.until_epoch, self.trainer.max_epochs
+        if until is not None and max_epochs is not None and 0 <= max_epochs < until:
+            rank_zero_warn(f"model.mix_until_epoch ({until}) is beyond trainer.max_epochs "
+                           f"({max_epochs}): mixing never switches off in this run")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Mixing draws, dropout masks and the next epoch's shuffle come from these
+        # generators; saving them makes a resumed run continue the same random stream.
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
 
     def _balance_loss(self) -> Tensor:
         penalty = torch.stack(
@@ -148,9 +177,6 @@ class LitClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
-        for group in optimizer.param_groups:
-            if group["lr"] <= 0:
-                raise UserError(f"model.optimizer lr is {group['lr']}; use a positive lr")
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self._scheduler_config(optimizer)}
@@ -177,6 +203,18 @@ def _save_hparams_without_module(module: L.LightningModule) -> None:
     if isinstance(module.hparams.get("net"), nn.Module):
         module.hparams.pop("net")
         module._hparams_initial.pop("net", None)
+
+
+def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:
+    """Build the optimizer once on a dummy parameter, so bad settings fail at start-up."""
+    try:
+        probe = factory([torch.zeros(1, requires_grad=True)])
+    except ValueError as err:  # torch's own checks, e.g. "Invalid learning rate: -0.1"
+        raise UserError(f"model.optimizer: {err}; fix it in the config") from None
+    for group in probe.param_groups:
+        if group["lr"] <= 0:
+            raise UserError(f"model.optimizer lr is {group['lr']}; use a positive lr")
+    return factory
 
 
 def _factory_class(factory) -> type | None:

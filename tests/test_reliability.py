@@ -1,0 +1,177 @@
+"""Faults: exact resume after SIGTERM, bad input as one line, non-finite loss, atomic saves."""
+
+import os
+import pickle
+import shutil
+import signal
+
+import fsspec.implementations.local as fs_local
+import lightning as L
+import pytest
+import torch
+
+from cifar_moe.cli import cli_main
+from cifar_moe.constants import BATCH_FOLDER
+from cifar_moe.paths import CONFIG_DIR
+from cifar_moe.runs import latest_run, read_scalars
+
+TINY = [
+    f"--config={CONFIG_DIR / 'quickstart.yaml'}",
+    "--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
+    "--model.net.init_args.pool_after=[0, 1]", "--model.mixup_alpha=0.4",
+    "--model.mix_until_epoch=2", "--data.val_size=40", "--data.num_workers=0",
+    "--data.batch_size=16", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2",
+    "--trainer.enable_progress_bar=false", "--trainer.deterministic=true",
+    "--trainer.max_epochs=3", "--seed_everything=7",
+]
+
+
+def _args(data_dir, root, *extra):
+    return ["fit", *TINY, f"--data.data_dir={data_dir}", f"--trainer.default_root_dir={root}",
+            *extra]
+
+
+class SigtermAt(L.Callback):
+    """Sends this process a real SIGTERM at a given epoch and batch."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_equals_uninterrupted(synthetic_data_dir, tmp_path, capsys):
+    full = cli_main(_args(synthetic_data_dir, tmp_path / "full"))
+    # Same run, killed by SIGTERM in the middle of epoch 1 (after mixing epoch 0 ended).
+    cli = cli_main(_args(synthetic_data_dir, tmp_path / "cut")[1:], run=False)
+    cli.trainer.callbacks.append(SigtermAt(epoch=1, batch=2))
+    with pytest.raises(SystemExit):
+        cli.trainer.fit(cli.model, cli.datamodule)
+    ckpts = latest_run(tmp_path / "cut" / "lightning_logs") / "checkpoints"
+    assert (ckpts / "interrupted.ckpt").is_file()
+    assert f"Exact resume: --ckpt_path {ckpts / 'last.ckpt'}" in capsys.readouterr().err
+    resumed = cli_main(_args(synthetic_data_dir, tmp_path / "cut",
+                             f"--ckpt_path={ckpts / 'last.ckpt'}"))
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    final = read_scalars(latest_run(tmp_path / "full" / "lightning_logs"))
+    again = read_scalars(latest_run(tmp_path / "cut" / "lightning_logs"))
+    assert final["val/acc"][-1] == again["val/acc"][-1]
+    assert final["val/loss"][-1] == again["val/loss"][-1]
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_with_step_and_checkpoint(synthetic_data_dir, tmp_path, capsys):
+    args = _args(synthetic_data_dir, tmp_path, "--model.optimizer.init_args.lr=1e30",
+                 "--model.scheduler=null")
+    with pytest.raises(SystemExit) as info:
+        cli_main(args)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2
+    assert err.startswith("error: non-finite training loss") and "at step" in err
+    assert "last good checkpoint" in err
+
+
+def _broken_copy(src, dst, name, **changes):
+    shutil.copytree(src / BATCH_FOLDER, dst / BATCH_FOLDER)
+    path = dst / BATCH_FOLDER / name
+    if not changes:
+        path.write_bytes(path.read_bytes()[:500])
+        return dst
+    with open(path, "rb") as fh:
+        batch = pickle.load(fh)
+    batch.update(changes)
+    with open(path, "wb") as fh:
+        pickle.dump(batch, fh)
+    return dst
+
+
+BAD = {  # case: (extra arguments, text the one line must contain)
+    "typo": (["--model.lrr=0.1"], "--model.lrr"),
+    "wrong type": (["--data.batch_size=abc"], "data.batch_size"),
+    "K < 1": (["--model.net.init_args.num_experts=0"], "num_experts"),
+    "empty widths": (["--model.net.init_args.widths=[]", "--model.net.init_args.pool_after=[]"],
+                     "widths"),
+    "negative lr": (["--model.optimizer.init_args.lr=-0.1"], "learning rate"),
+    "zero lr": (["--model.optimizer.init_args.lr=0", "--model.scheduler=null"], "lr is 0"),
+    "class name": (["--model.loss=focal", "--model.class_weights={kat: 1.2}"], "'kat'"),
+    "val_size": (["--data.val_size=100000"], "data.val_size"),
+    "block type": (["--model.net.init_args.block=dense"], "block"),
+    "expert impl": (["--model.net.init_args.impl=fast"], "impl"),
+    "batch_size 0": (["--data.batch_size=0"], "data.batch_size is 0"),
+    "missing data": (["--data.data_dir=/nonexistent/cifar", "--data.download=false"],
+                     "data.data_dir"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_clear_line(case, synthetic_data_dir, tmp_path, capsys):
+    extra, expected = BAD[case]
+    with pytest.raises(SystemExit) as info:
+        cli_main(_args(synthetic_data_dir, tmp_path, *extra))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert err[-1].startswith("error: ") and expected in err[-1], err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "lightning_logs").exists()  # nothing written
+
+
+@pytest.mark.parametrize(("name", "changes", "expected"), [
+    ("data_batch_2", {}, "data_batch_2 is truncated"),
+    ("test_batch", {"labels": [11] * 50}, "labels range 11..11"),
+])
+def test_bad_batch_files_are_one_line(synthetic_data_dir, tmp_path, capsys, name, changes,
+                                      expected):
+    data = _broken_copy(synthetic_data_dir, tmp_path / "data", name, **changes)
+    with pytest.raises(SystemExit):
+        cli_main(_args(data, tmp_path / "runs"))
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_unwritable_log_dir_is_one_line(synthetic_data_dir, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit):
+        cli_main(_args(synthetic_data_dir, blocker / "logs"))
+    assert "trainer.default_root_dir" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_mixing_beyond_max_epochs_warns(synthetic_data_dir, tmp_path):
+    with pytest.warns(UserWarning, match="mix_until_epoch"):
+        cli_main(_args(synthetic_data_dir, tmp_path, "--model.mix_until_epoch=50",
+                       "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"))
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_network_is_refused(synthetic_data_dir, tmp_path, capsys):
+    cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=2"))
+    ckpt = latest_run(tmp_path / "lightning_logs") / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit):
+        cli_main(_args(synthetic_data_dir, tmp_path, "--model.net.init_args.num_experts=3",
+                       f"--ckpt_path={ckpt}"))
+    assert "holds a" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_failed_checkpoint_write_keeps_the_previous_one(synthetic_data_dir, tmp_path,
+                                                       monkeypatch):
+    cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=2"))
+    last = latest_run(tmp_path / "lightning_logs") / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    names = sorted(p.name for p in last.parent.iterdir())
+
+    cli = cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=2")[1:], run=False)
+    cli.trainer.fit(cli.model, cli.datamodule)  # a trainer with fresh state to save
+
+    def disk_full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fs_local.LocalFileOpener, "write", disk_full, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        cli.trainer.save_checkpoint(last)
+    assert last.read_bytes() == before
+    assert sorted(p.name for p in last.parent.iterdir()) == names  # no partial file left
+    torch.load(last, weights_only=False)  # still a whole checkpoint
