@@ -122,7 +122,9 @@ class LitClassifier(L.LightningModule):
         metric = getattr(self, f"{stage}_acc")
         batch_acc = metric(preds, reference)
         # Epoch values carry the plain keys (train/loss, val/acc); train also logs per step.
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        # Evaluation losses are averaged over all processes (metric objects sync themselves).
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=stage != "train")
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
