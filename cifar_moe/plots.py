@@ -109,3 +109,20 @@ def matrix_figure(matrix: torch.Tensor, row_names: Sequence[str], title: str = "
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def routing_figure(scalars: dict, metrics: Sequence[str] = ("entropy", "balance", "mutual_info")):
+    """Per-epoch routing health of every block (``route/block<i>/<metric>`` tags)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    blocks = sorted({tag.split("/")[1] for tag in scalars if tag.startswith("route/block")})
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        for block in blocks:
+            values = [v for _, v in scalars.get(f"route/{block}/{metric}", [])]
+            ax.plot(range(len(values)), values, marker="o", label=block)
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-0.05, 1.05)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
