@@ -56,6 +56,20 @@ def run_once(recipe: list[str], seed: int, epochs: int, out: Path, workers: int)
             "log_dir": cli.trainer.log_dir, "routing": routing}
 
 
+def table(results: dict, epochs: int, seeds: list[int]) -> list[str]:
+    lines = [f"Real slice, {epochs} epochs, seeds {seeds}; test accuracy on 500 images",
+             "", "| row | test acc (mean +/- std) | per seed | fit time / run |",
+             "|---|---|---|---|"]
+    for name, runs in results.items():
+        accs = [r["test_acc"] * 100 for r in runs]
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        per_seed = ", ".join(f"{r['seed']}: {r['test_acc'] * 100:.1f}" for r in runs)
+        fit = statistics.mean(r["fit_seconds"] for r in runs)
+        lines.append(f"| {name} | {statistics.mean(accs):.1f} +/- {std:.1f} % | {per_seed} "
+                     f"| {fit:.0f} s |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -63,26 +77,21 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", help="substrings selecting rows (default all)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("lightning_logs") / "results")
+    parser.add_argument("--merge", action="store_true",
+                        help="add to the rows already in --out/results.json")
     args = parser.parse_args()
-    results = {}
+    store = args.out / "results.json"
+    results = json.loads(store.read_text()) if args.merge and store.is_file() else {}
     for name, recipe in rows(args.epochs).items():
         if args.rows and not any(r in name for r in args.rows):
             continue
         results[name] = [run_once(recipe, s, args.epochs, args.out, args.workers)
                          for s in args.seeds]
-        (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    table = [f"Real slice, {args.epochs} epochs, seeds {args.seeds}; test accuracy on 500 images",
-             "", "| row | test acc (mean +/- std) | per seed | fit time / run |",
-             "|---|---|---|---|"]
-    for name, runs in results.items():
-        accs = [r["test_acc"] * 100 for r in runs]
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        per_seed = ", ".join(f"{a:.1f}" for a in accs)
-        fit = statistics.mean(r["fit_seconds"] for r in runs)
-        table.append(f"| {name} | {statistics.mean(accs):.1f} +/- {std:.1f} % | {per_seed} "
-                     f"| {fit:.0f} s |")
-    (args.out / "results.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+        args.out.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(results, indent=2))
+    lines = table(results, args.epochs, args.seeds)
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
