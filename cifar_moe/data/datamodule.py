@@ -1,0 +1,202 @@
+"""The CIFAR-10 LightningDataModule: reads the Python batch layout into memory."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, META_FILE
+from cifar_moe.data.augment import build_eval_transform, build_train_transform
+from cifar_moe.data.batch_augment import BatchAugment
+from cifar_moe.data.cifar_files import read_class_names, read_split
+from cifar_moe.data.dataset import TensorImageDataset
+from cifar_moe.data.download import ensure_cifar10
+from cifar_moe.errors import UserError
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10 (or any folder in its Python batch layout), held in memory as uint8.
+
+    Args:
+        data_dir: folder holding ``cifar-10-batches-py/`` (or the tarball, or where to download).
+        download: download the official archive when ``data_dir`` has neither.
+        val_size: images held out of the training set for validation; 0 validates on test.
+        split_seed: seed of the validation hold-out; the same seed gives the same split.
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size; None uses batch_size.
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory for faster copies (only used when CUDA is available).
+        persistent_workers: keep workers alive between epochs (only when num_workers > 0).
+        flip_p: probability of a horizontal flip.
+        crop_padding: zero padding of the random 32x32 crop; 0 turns cropping off.
+        brightness: colour-jitter brightness strength; 0 is off.
+        contrast: colour-jitter contrast strength; 0 is off.
+        saturation: colour-jitter saturation strength; 0 is off.
+        hue: colour-jitter hue strength in [0, 0.5]; 0 is off.
+        rotation_degrees: random rotation range in degrees (+-); 0 is off.
+        device_augment: hold the training set on the training device and augment whole
+            batches there (same settings, same distributions); off = per-image DataLoader.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        download: bool = True,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        flip_p: float = 0.5,
+        crop_padding: int = 4,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        hue: float = 0.0,
+        rotation_degrees: float = 0.0,
+        device_augment: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        _check_settings(self.hparams)
+        self.train_transform = build_train_transform(
+            flip_p, crop_padding, brightness, contrast, saturation, hue, rotation_degrees
+        )
+        self.eval_transform = build_eval_transform()
+        self.batch_augment = BatchAugment(
+            flip_p, crop_padding, brightness, contrast, saturation, hue, rotation_degrees
+        )
+        self._resident: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.datasets: dict[str, TensorImageDataset] = {}
+        self.train_indices = self.val_indices = None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.hparams.data_dir) / BATCH_FOLDER
+
+    @property
+    def class_names(self) -> list[str]:
+        """From ``batches.meta`` when the folder is there, else the CIFAR-10 names.
+
+        The CLI reads this right after construction, before any download.
+        """
+        if (self.folder / META_FILE).is_file():
+            return read_class_names(self.folder)
+        return list(CIFAR10_CLASSES)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def prepare_data(self) -> None:
+        # Reading here (before the Trainer creates log folders) means a bad folder or
+        # val_size fails with nothing written; setup reuses what was read.
+        ensure_cifar10(self.hparams.data_dir, self.hparams.download)
+        self.setup()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        ensure_cifar10(self.hparams.data_dir, self.hparams.download)
+        train_images, train_labels = read_split(self.folder, train=True)
+        test_images, test_labels = read_split(self.folder, train=False)
+        self.train_indices, self.val_indices = self._split(len(train_labels))
+        self.datasets["test"] = TensorImageDataset(test_images, test_labels, self.eval_transform)
+        self.datasets["train"] = TensorImageDataset(
+            train_images[self.train_indices], train_labels[self.train_indices], self.train_transform
+        )
+        if self.val_indices is None:
+            self.datasets["val"] = self.datasets["test"]
+        else:
+            self.datasets["val"] = TensorImageDataset(
+                train_images[self.val_indices], train_labels[self.val_indices], self.eval_transform
+            )
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        val_size = self.hparams.val_size
+        if val_size >= n:
+            raise UserError(
+                f"data.val_size is {val_size} but the training set has {n} images; "
+                f"use a smaller val_size (or 0 to validate on the test set)"
+            )
+        if val_size == 0:
+            return torch.arange(n), None
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        return order[val_size:].sort().values, order[:val_size].sort().values
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            num_workers=workers,
+            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.hparams.persistent_workers and workers > 0,
+        )
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.hparams.eval_batch_size or self.hparams.batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        if self.hparams.device_augment:
+            # Batches of indices only; the images never leave the device (see below).
+            n = len(self.datasets["train"])
+            batches = BatchSampler(RandomSampler(range(n)), self.hparams.batch_size, False)
+            return DataLoader(_IndexBatches(), sampler=batches, batch_size=None)
+        return self._loader("train", train=True)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if not isinstance(batch, torch.Tensor):  # an (images, labels) batch: already done
+            return batch
+        images, labels = self._resident_train_set(batch.device)
+        return self.batch_augment(images[batch]), labels[batch]
+
+    def _resident_train_set(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 training images and labels, copied to ``device`` once."""
+        if self._resident is None or self._resident[0].device != device:
+            data = self.datasets["train"]
+            self._resident = (data.images.to(device), data.labels.to(device))
+        return self._resident
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+
+class _IndexBatches:
+    """A 'dataset' whose item for a list of indices is that list as a tensor."""
+
+    def __getitem__(self, indices: list[int]) -> torch.Tensor:
+        return torch.tensor(indices)
+
+
+def _check_settings(h) -> None:
+    """One line per bad setting, raised before anything is read or written."""
+    checks = [
+        (h.batch_size >= 1, "data.batch_size", h.batch_size, "use 1 or more"),
+        (h.eval_batch_size is None or h.eval_batch_size >= 1, "data.eval_batch_size",
+         h.eval_batch_size, "use 1 or more, or null"),
+        (h.val_size >= 0, "data.val_size", h.val_size, "use 0 (test set) or more"),
+        (h.num_workers >= 0, "data.num_workers", h.num_workers, "use 0 or more"),
+        (0.0 <= h.flip_p <= 1.0, "data.flip_p", h.flip_p, "use a probability in [0, 1]"),
+        (h.crop_padding >= 0, "data.crop_padding", h.crop_padding, "use 0 (off) or more"),
+        (0.0 <= h.hue <= 0.5, "data.hue", h.hue, "use a value in [0, 0.5]"),
+        (h.rotation_degrees >= 0, "data.rotation_degrees", h.rotation_degrees, "use 0 or more"),
+    ]
+    checks += [
+        (getattr(h, k) >= 0, f"data.{k}", getattr(h, k), "use 0 (off) or more")
+        for k in ("brightness", "contrast", "saturation")
+    ]
+    for ok, name, value, fix in checks:
+        if not ok:
+            raise UserError(f"{name} is {value}; {fix}")
