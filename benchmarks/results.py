@@ -70,6 +70,21 @@ def table(results: dict, epochs: int) -> list[str]:
     return lines
 
 
+def routing_table(results: dict) -> list[str]:
+    """Seed 0's last validation epoch: routing health of the seed B rows, per block."""
+    lines = ["| row | block | entropy | balance | mutual_info | max_share | dead_fraction |",
+             "|---|---|---|---|---|---|---|"]
+    metrics = ("entropy", "balance", "mutual_info", "max_share", "dead_fraction")
+    for name, runs in results.items():
+        run = next((r for r in runs if r["seed"] == 0), None)
+        if run is None or not ("seed B net, K=4" in name or "anneal" in name):
+            continue
+        for block in sorted({k.split("/")[1] for k in run["routing"]}):
+            values = [run["routing"][f"route/{block}/{m}"] for m in metrics]
+            lines.append(f"| {name} | {block} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -79,17 +94,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("lightning_logs") / "results")
     parser.add_argument("--merge", action="store_true",
                         help="add to the rows already in --out/results.json")
+    parser.add_argument("--render", action="store_true",
+                        help="only print the tables of an existing --out/results.json")
     args = parser.parse_args()
     store = args.out / "results.json"
-    results = json.loads(store.read_text()) if args.merge and store.is_file() else {}
-    for name, recipe in rows(args.epochs).items():
+    keep = (args.merge or args.render) and store.is_file()
+    results = json.loads(store.read_text()) if keep else {}
+    for name, recipe in rows(args.epochs).items() if not args.render else []:
         if args.rows and not any(r in name for r in args.rows):
             continue
         results[name] = [run_once(recipe, s, args.epochs, args.out, args.workers)
                          for s in args.seeds]
         args.out.mkdir(parents=True, exist_ok=True)
         store.write_text(json.dumps(results, indent=2))
-    lines = table(results, args.epochs)
+    lines = [*table(results, args.epochs), "", *routing_table(results)]
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -1,16 +1,25 @@
-"""Data tier: reading the batch layout, the split, augmentation, download and bad files."""
+"""Data tier on a generated folder: reading, split, augmentation, loaders, download, bad files."""
 
+import math
 import pickle
 import shutil
+import socket
 import tarfile
 import time
+import urllib.error
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torchvision.datasets.utils as tv_utils
+from torchvision.transforms import v2
 
-from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES
+from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from cifar_moe.data import CIFAR10DataModule, read_split, write_synthetic_cifar
 from cifar_moe.data import download as download_mod
+from cifar_moe.data.augment import build_eval_transform, build_train_transform
+from cifar_moe.data.cifar_files import read_batch
 from cifar_moe.errors import UserError
 
 NO_AUG = {"flip_p": 0.0, "crop_padding": 0}
@@ -22,25 +31,35 @@ def _dm(data_dir, **kwargs) -> CIFAR10DataModule:
     return dm
 
 
-def test_reads_generated_folder(synthetic_data_dir):
-    images, labels = read_split(synthetic_data_dir / BATCH_FOLDER, train=True)
+def _load(path) -> dict:
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def test_generated_folder_has_the_original_layout(synthetic_data_dir):
+    folder = synthetic_data_dir / BATCH_FOLDER
+    meta = _load(folder / "batches.meta")
+    assert meta["label_names"] == list(CIFAR10_CLASSES) and meta["num_vis"] == 3072
+    assert (folder / "data_batch_1").read_bytes()[:2] == b"\x80\x02"  # pickle protocol 2
+    batch = _load(folder / "data_batch_1")
+    assert set(batch) == {"data", "labels", "batch_label"}
+    assert batch["data"].dtype == np.uint8 and batch["data"].shape == (40, 3072)
+    assert isinstance(batch["labels"], list) and isinstance(batch["labels"][0], int)
+    images, labels = read_split(folder, train=True)
     assert images.shape == (200, 3, 32, 32) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64 and set(labels.tolist()) == set(range(10))
-    test_images, _ = read_split(synthetic_data_dir / BATCH_FOLDER, train=False)
-    assert len(test_images) == 50
+    assert read_split(folder, train=False)[0].shape == (50, 3, 32, 32)
+    # Rows are channel-major: the first 1024 bytes of a row are the red plane.
+    assert torch.equal(images[0, 0].flatten(), torch.from_numpy(batch["data"][0, :1024]))
 
 
-@pytest.mark.real_data
-def test_reads_real_slice(real_data_dir):
-    folder = real_data_dir / BATCH_FOLDER
-    images, labels = read_split(folder, train=True)
-    test_images, test_labels = read_split(folder, train=False)
-    assert (len(images), len(test_images)) == (5085, 500)
-    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32)
-    assert labels.dtype == torch.int64 and labels.min() == 0 and labels.max() == 9
-    assert test_labels.bincount(minlength=10).min() > 30  # every class present
-    assert CIFAR10DataModule(data_dir=str(real_data_dir)).class_names == list(CIFAR10_CLASSES)
-    assert images.float().std() > 40  # real photographs, not a constant
+def test_generated_images_are_learnable(synthetic_data_dir):
+    images, labels = read_split(synthetic_data_dir / BATCH_FOLDER, train=True)
+    test_images, test_labels = read_split(synthetic_data_dir / BATCH_FOLDER, train=False)
+    colour = images.float().mean(dim=(2, 3))  # (N, 3) mean RGB per image
+    centroids = torch.stack([colour[labels == c].mean(0) for c in range(10)])  # (10, 3)
+    guess = torch.cdist(test_images.float().mean(dim=(2, 3)), centroids).argmin(1)
+    assert (guess == test_labels).float().mean() > 0.9  # chance is 0.1
 
 
 def test_split_sizes_disjoint_and_seeded(synthetic_data_dir):
@@ -48,28 +67,54 @@ def test_split_sizes_disjoint_and_seeded(synthetic_data_dir):
     train, val = set(dm.train_indices.tolist()), set(dm.val_indices.tolist())
     assert (len(train), len(val)) == (150, 50) and not train & val
     assert train | val == set(range(200))
+    _, labels = read_split(synthetic_data_dir / BATCH_FOLDER, train=True)
+    assert torch.equal(dm.datasets["val"].labels, labels[dm.val_indices])
+    assert torch.equal(dm.datasets["train"].labels, labels[dm.train_indices])
     again = _dm(synthetic_data_dir, val_size=50, split_seed=3)
     assert torch.equal(again.val_indices, dm.val_indices)
     other = _dm(synthetic_data_dir, val_size=50, split_seed=4)
     assert not torch.equal(other.val_indices, dm.val_indices)
 
 
-def test_val_size_zero_validates_on_test_set(synthetic_data_dir):
+def test_val_size_zero_validates_on_test_set_and_too_large_is_an_error(synthetic_data_dir):
     dm = _dm(synthetic_data_dir, val_size=0)
-    assert len(dm.datasets["train"]) == 200
-    assert dm.datasets["val"] is dm.datasets["test"]
+    assert len(dm.datasets["train"]) == 200 and dm.datasets["val"] is dm.datasets["test"]
+    val_labels = torch.cat([y for _, y in dm.val_dataloader()])
+    assert torch.equal(val_labels, dm.datasets["test"].labels)
+    for val_size in (200, 500):
+        with pytest.raises(UserError, match=rf"data\.val_size is {val_size} .* 200 images"):
+            _dm(synthetic_data_dir, val_size=val_size)
 
 
-def test_val_size_too_large_is_a_clear_error(synthetic_data_dir):
-    with pytest.raises(UserError, match=r"data\.val_size is 500 .* 200 images"):
-        _dm(synthetic_data_dir, val_size=500)
+@pytest.mark.parametrize(("name", "value"), [
+    ("batch_size", 0), ("eval_batch_size", 0), ("val_size", -1), ("num_workers", -1),
+    ("flip_p", 1.5), ("flip_p", -0.1), ("crop_padding", -1), ("hue", 0.7), ("hue", -0.1),
+    ("brightness", -0.2), ("rotation_degrees", -5.0)])
+def test_bad_settings_are_clear_errors(name, value):
+    with pytest.raises(UserError, match=rf"^data\.{name} is [^\n]*$"):
+        CIFAR10DataModule(**{name: value})
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"flip_p": 1.5}, {"hue": 0.7}])
-def test_bad_settings_are_clear_errors(bad):
-    name = next(iter(bad))
-    with pytest.raises(UserError, match=rf"data\.{name} is"):
-        CIFAR10DataModule(**bad)
+def test_class_names_before_and_after_the_data_exists(tmp_path, broken_copy):
+    dm = CIFAR10DataModule(data_dir=str(tmp_path / "absent"))
+    assert dm.class_names == list(CIFAR10_CLASSES) and dm.num_classes == 10
+    assert not (tmp_path / "absent").exists()  # building the module writes nothing
+    meta_path = broken_copy / BATCH_FOLDER / "batches.meta"
+    meta = _load(meta_path) | {"label_names": list(reversed(CIFAR10_CLASSES))}
+    meta_path.write_bytes(pickle.dumps(meta, protocol=2))
+    assert CIFAR10DataModule(data_dir=str(broken_copy)).class_names[0] == "truck"
+
+
+@pytest.mark.parametrize("option", [
+    ({"flip_p": 0.5}, v2.RandomHorizontalFlip), ({"crop_padding": 2}, v2.RandomCrop),
+    ({"hue": 0.1}, v2.ColorJitter), ({"brightness": 0.1}, v2.ColorJitter),
+    ({"rotation_degrees": 5.0}, v2.RandomRotation),
+])
+def test_each_augmentation_is_off_able(option):
+    kwargs, kind = option
+    steps = build_train_transform(**(NO_AUG | kwargs)).transforms
+    assert [type(s) for s in steps] == [kind, v2.ToDtype, v2.Normalize]
+    assert len(build_train_transform(**NO_AUG).transforms) == 2
 
 
 def test_train_augmentation_output(synthetic_data_dir):
@@ -77,37 +122,84 @@ def test_train_augmentation_output(synthetic_data_dir):
              hue=0.1, rotation_degrees=10)
     images, labels = next(iter(dm.train_dataloader()))
     assert images.dtype == torch.float32 and images.shape == (128, 3, 32, 32)
-    assert torch.isfinite(images).all() and images.abs().max() < 3.0  # normalised range
-    assert labels.dtype == torch.int64
+    assert labels.dtype == torch.int64 and labels.shape == (128,)
+    mean, std = torch.tensor(CIFAR10_MEAN), torch.tensor(CIFAR10_STD)
+    assert torch.isfinite(images).all()  # and within what [0, 1] pixels normalise to:
+    assert ((0 - mean) / std).min() - 1e-4 <= images.min() <= images.max() <= (
+        (1 - mean) / std).max() + 1e-4
 
 
 @pytest.mark.parametrize("flip_p", [0.0, 1.0])
 def test_flip_probability(synthetic_data_dir, flip_p):
-    dm = _dm(synthetic_data_dir, val_size=50, flip_p=flip_p, crop_padding=0)
-    raw = dm.datasets["train"].images[:20]
-    out = torch.stack([dm.train_transform(img) for img in raw])
-    expected = dm.eval_transform(raw.flip(-1) if flip_p else raw)
+    raw = read_split(synthetic_data_dir / BATCH_FOLDER, train=False)[0][:20]  # (20, 3, 32, 32)
+    transform = build_train_transform(flip_p=flip_p, crop_padding=0)
+    out = torch.stack([transform(img) for img in raw])
+    expected = build_eval_transform()(torch.flip(raw, dims=[-1]) if flip_p else raw)
     torch.testing.assert_close(out, expected)
+    assert not torch.equal(raw, torch.flip(raw, dims=[-1]))  # else the test proves nothing
 
 
-def test_eval_path_is_deterministic(synthetic_data_dir):
-    dm = _dm(synthetic_data_dir, val_size=50, **NO_AUG)
-    first = next(iter(dm.val_dataloader()))[0]
-    second = next(iter(dm.val_dataloader()))[0]
-    assert torch.equal(first, second)
+def test_loaders(synthetic_data_dir):
+    dm = _dm(synthetic_data_dir, val_size=50, batch_size=64, eval_batch_size=16)
+    train = dm.train_dataloader()
+    assert len(train) == math.ceil(150 / 64)  # drop_last=False keeps the short batch
+    epochs = [torch.cat([y for _, y in train]) for _ in range(2)]
+    assert sorted(epochs[0].tolist()) == sorted(dm.datasets["train"].labels.tolist())
+    assert not torch.equal(epochs[0], epochs[1])  # reshuffled every epoch
+    val = [next(iter(dm.val_dataloader()))[0] for _ in range(2)]
+    assert torch.equal(val[0], val[1])  # evaluation is deterministic
+    for loader in (dm.test_dataloader(), dm.predict_dataloader()):
+        assert len(loader) == math.ceil(50 / 16)
+        images, labels = next(iter(loader))
+        assert images.shape == (16, 3, 32, 32) and labels.dtype == torch.int64
+        assert torch.equal(labels, dm.datasets["test"].labels[:16])  # test_batch, in order
+    assert not train.pin_memory or torch.cuda.is_available()
+    assert not train.persistent_workers  # num_workers=0 cannot keep workers
+    dm.hparams.num_workers = 1
+    assert dm.train_dataloader().persistent_workers and dm.train_dataloader().num_workers == 1
 
 
-def test_offline_download_fails_fast_and_leaves_nothing(tmp_path, monkeypatch):
-    # An unroutable URL fails at once on any machine, online or not; no real host is asked.
-    monkeypatch.setattr(download_mod, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
-    start = time.monotonic()
+def _offline(seen: dict, error: Exception):
+    def fake(url, download_root, **kwargs):
+        seen.update(url=url, md5=kwargs.get("md5"), timeout=socket.getdefaulttimeout())
+        (Path(download_root) / BATCH_FOLDER).mkdir()  # a half-done attempt that must vanish
+        raise error
+    return fake
+
+
+@pytest.mark.parametrize("error", [
+    urllib.error.URLError(OSError(101, "Network is unreachable")),
+    OSError(28, "No space left on device"),
+    RuntimeError("File not found or corrupted."),  # torchvision's md5 mismatch
+])
+def test_failed_download_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, error):
+    seen: dict = {}
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", _offline(seen, error))
+    before, data_dir = socket.getdefaulttimeout(), tmp_path / "data"
     with pytest.raises(UserError) as info:
-        CIFAR10DataModule(data_dir=str(tmp_path / "data")).prepare_data()
+        CIFAR10DataModule(data_dir=str(data_dir)).prepare_data()
     message = str(info.value)
-    assert time.monotonic() - start < 15
-    assert "\n" not in message and "could not download" in message
-    assert "cifar-10-python.tar.gz" in message and str(tmp_path) in message
-    assert list((tmp_path / "data").iterdir()) == []  # no half-written folder, no temp dir
+    assert seen["url"] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert seen["md5"] == "c58f30108f718f92721af3b95e74349a"
+    assert 0 < seen["timeout"] <= 10 and socket.getdefaulttimeout() == before
+    assert "\n" not in message and seen["url"] in message
+    assert f"cifar-10-python.tar.gz or the extracted {BATCH_FOLDER}/" in message
+    assert str(data_dir.resolve()) in message
+    assert list(data_dir.iterdir()) == []  # no half-written folder, no temp dir
+
+
+def test_real_download_attempt_cannot_hang(tmp_path, monkeypatch):
+    # A local server that accepts and never answers: a stalled network, on any machine.
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(download_mod, "NETWORK_TIMEOUT_S", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/cifar-10-python.tar.gz"
+        monkeypatch.setattr(download_mod, "CIFAR10_URL", url)
+        start = time.monotonic()
+        with pytest.raises(UserError, match=r"could not download"):
+            CIFAR10DataModule(data_dir=str(tmp_path)).prepare_data()
+    assert time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_download_off_and_missing_names_the_setting(tmp_path):
@@ -115,47 +207,68 @@ def test_download_off_and_missing_names_the_setting(tmp_path):
         CIFAR10DataModule(data_dir=str(tmp_path), download=False).prepare_data()
 
 
-def test_local_tarball_is_extracted(tmp_path):
+def _tarball(tmp_path, data_dir):
     write_synthetic_cifar(tmp_path / "src", train_per_batch=10, test_size=10)
-    data_dir = tmp_path / "data"
     data_dir.mkdir()
     with tarfile.open(data_dir / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "src" / BATCH_FOLDER, arcname=BATCH_FOLDER)
-    dm = _dm(data_dir, val_size=10)
+    return data_dir / "cifar-10-python.tar.gz"
+
+
+def test_local_tarball_is_extracted(tmp_path):
+    data_dir = tmp_path / "data"
+    _tarball(tmp_path, data_dir)
+    dm = CIFAR10DataModule(data_dir=str(data_dir), val_size=10, num_workers=0, download=False)
+    dm.prepare_data()
     assert len(dm.datasets["train"]) == 40
     assert sorted(p.name for p in data_dir.iterdir()) == [BATCH_FOLDER, "cifar-10-python.tar.gz"]
 
 
+def test_broken_tarball_leaves_nothing(tmp_path):
+    tarball = _tarball(tmp_path, tmp_path / "data")
+    tarball.write_bytes(tarball.read_bytes()[:300])
+    with pytest.raises(UserError, match=r"cifar-10-python\.tar\.gz is not a readable"):
+        CIFAR10DataModule(data_dir=str(tmp_path / "data")).prepare_data()
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["cifar-10-python.tar.gz"]
+
+
 @pytest.fixture
 def broken_copy(synthetic_data_dir, tmp_path):
-    shutil.copytree(synthetic_data_dir / BATCH_FOLDER, tmp_path / BATCH_FOLDER)
-    return tmp_path
+    shutil.copytree(synthetic_data_dir / BATCH_FOLDER, tmp_path / "copy" / BATCH_FOLDER)
+    return tmp_path / "copy"
 
 
 def test_truncated_batch_names_the_file(broken_copy):
     path = broken_copy / BATCH_FOLDER / "data_batch_3"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(UserError, match=r"data_batch_3 is truncated"):
+    with pytest.raises(UserError) as info:
         _dm(broken_copy, val_size=10)
+    assert str(info.value).startswith(f"{path} is truncated or not a CIFAR-10 batch (")
+    assert f"re-extract cifar-10-python.tar.gz into {broken_copy.resolve()}" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
-def _rewrite(path, **changes):
-    with open(path, "rb") as fh:
-        batch = pickle.load(fh)
-    batch.update(changes)
-    with open(path, "wb") as fh:
-        pickle.dump(batch, fh)
+def test_bytes_keys_are_accepted(broken_copy):
+    path = broken_copy / BATCH_FOLDER / "data_batch_2"
+    images, labels = read_batch(path)
+    path.write_bytes(pickle.dumps({k.encode(): v for k, v in _load(path).items()}, protocol=2))
+    again = read_batch(path)
+    assert torch.equal(again[0], images) and torch.equal(again[1], labels)
 
 
-def test_labels_out_of_range_name_the_file(broken_copy):
-    path = broken_copy / BATCH_FOLDER / "test_batch"
-    _rewrite(path, labels=[12] * 50)
-    with pytest.raises(UserError, match=r"test_batch: labels range 12\.\.12, expected 0\.\.9"):
+@pytest.mark.parametrize(("name", "change", "pattern"), [
+    ("test_batch", {"labels": [12] * 50}, r"test_batch: labels range 12\.\.12, expected 0\.\.9"),
+    ("data_batch_5", {"labels": [-1] + [0] * 39}, r"data_batch_5: labels range -1\.\.0"),
+    ("data_batch_1", {"data": np.zeros((40, 1024), np.uint8)},
+     r"data_batch_1: 'data' is uint8 \(40, 1024\), expected uint8 \(N, 3072\)"),
+    ("data_batch_4", {"labels": [0] * 39}, r"data_batch_4: 39 labels for 40 images"),
+    ("data_batch_2", {"labels": None}, r"data_batch_2 lacks 'labels'"),
+    ("data_batch_2", {"data": None, "labels": None}, r"data_batch_2 lacks 'data' and 'labels'"),
+])
+def test_bad_batch_contents_name_the_file(broken_copy, name, change, pattern):
+    path = broken_copy / BATCH_FOLDER / name
+    batch = {k: v for k, v in (_load(path) | change).items() if v is not None}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(UserError, match=pattern) as info:
         _dm(broken_copy, val_size=10)
-
-
-def test_wrong_row_length_names_the_file(broken_copy):
-    path = broken_copy / BATCH_FOLDER / "data_batch_1"
-    _rewrite(path, data=torch.zeros(40, 1024, dtype=torch.uint8).numpy())
-    with pytest.raises(UserError, match=r"data_batch_1: 'data' is uint8 \(40, 1024\)"):
-        _dm(broken_copy, val_size=10)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)

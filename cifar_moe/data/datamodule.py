@@ -75,6 +75,7 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     @property
     def folder(self) -> Path:
+        """The batch folder ``data_dir/cifar-10-batches-py`` (it may not exist yet)."""
         return Path(self.hparams.data_dir) / BATCH_FOLDER
 
     @property
@@ -89,6 +90,7 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
+        """Number of classes, ``len(class_names)``; safe before the data exists."""
         return len(self.class_names)
 
     def prepare_data(self) -> None:
@@ -98,6 +100,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.setup()
 
     def setup(self, stage: str | None = None) -> None:
+        """Read both splits into memory once and cut the seeded validation hold-out."""
         if self.datasets:
             return
         ensure_cifar10(self.hparams.data_dir, self.hparams.download)
