@@ -1,104 +1,163 @@
-"""Network speed on this machine: parameters, FLOPs, train/eval img/s, FLOP/s vs ResNet-18.
+"""Network speed: parameters, forward FLOPs, train/eval img/s and FLOP/s against ResNet-18.
 
-    python benchmarks/bench_models.py            # full (about 3 minutes on 2 cores)
-    python benchmarks/bench_models.py --quick    # fewer iterations
+    python benchmarks/bench_models.py             # about 3 minutes on 2 idle CPU cores
+    python benchmarks/bench_models.py --quick     # fewer timed iterations
+    python benchmarks/bench_models.py --threads 1 # steadier on a CPU shared with others
 
-FLOPs are counted by torch.utils.flop_counter for one forward pass of one image (a
-multiply-add is 2 FLOPs). "executed" counts what runs: the mixture implementation runs all
-K expert convs, so it executes about K times the expert FLOPs of the aggregate one.
-"useful" counts one expert-sized conv per block (what a static net of the same widths
-would run), the honest basis for comparing against ResNet-18. Achieved FLOP/s =
-3 x forward FLOPs x training img/s (backward ~ 2x forward), given on both bases.
-ResNet-18 runs in the same process, so the ratio cancels most machine noise.
+FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass of one 32x32
+image (a multiply-add is 2 FLOPs). "executed" is what that implementation runs: ``mixture``
+runs all K expert convs, about K times the expert FLOPs of ``aggregate``; ``aggregate``
+adds the kernel-mixing matmul. "useful" is the same preset with ``num_experts=1``, one
+expert-sized conv per block and no router: the work a static net of the same widths does,
+so a network cannot look efficient by doing K times the work. ResNet-18 and the K=1
+control execute exactly their useful FLOPs.
+
+Achieved training FLOP/s = 3 x forward FLOPs per image x train img/s (the usual
+"backward costs two forwards" convention), on both bases; the ratios divide by
+ResNet-18's, timed in the same process so that most machine drift cancels.
+
+CPU: fp32, batch 64, ``--threads`` threads (2 by default); train = forward + backward + SGD
+step; one warm-up step, then the median of the timed steps. On a CPU shared with other
+jobs, 2 threads suffer: each op waits at a barrier for a descheduled thread (a 1 ms 1x1
+conv took 29 ms with 2 threads beside two busy processes, 1 ms with 1 thread), which
+penalises networks of many small ops; ``--threads 1`` measures the kernels instead.
+GPU (only when CUDA is available): bf16 autocast, channels_last, batch ``--gpu-batch``,
+two warm-up steps (several more are spent compiling with ``--compile``).
 """
 
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cifar_moe.models import MoENet
 from cifar_moe.models.presets import build_net
 
-ROWS = [
+ROWS = [  # (row name, preset, overrides)
     ("seed_a mixture", "seed_a", {"impl": "mixture"}),
     ("seed_a aggregate", "seed_a", {"impl": "aggregate"}),
+    ("seed_a auto", "seed_a", {"impl": "auto"}),
     ("seed_b mixture", "seed_b", {"impl": "mixture"}),
     ("seed_b aggregate", "seed_b", {"impl": "aggregate"}),
-    ("K=1 control (seed_b, K=1)", "seed_b", {"num_experts": 1}),
+    ("seed_b auto", "seed_b", {"impl": "auto"}),
+    ("K=1 control", "seed_b", {"num_experts": 1}),
     ("ResNet-18", "resnet18", {}),
 ]
+REFERENCE = "ResNet-18"
 
 
-def forward_flops(net: torch.nn.Module) -> int:
+def forward_flops(net: torch.nn.Module, device: str = "cpu") -> int:
+    """FLOPs of one forward pass of one image, as executed on ``device`` (``auto`` differs)."""
     net.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.randn(1, 3, 32, 32))
+        net(torch.randn(1, 3, 32, 32, device=device))
     return counter.get_total_flops()
 
 
-def images_per_second(net, batch: int, iters: int, train: bool) -> float:
-    """Median over timed iterations, after two warm-up iterations."""
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+def useful_flops(preset: str, net: torch.nn.Module) -> int:
+    """FLOPs of the single-expert equivalent: the preset with K = 1."""
+    if isinstance(net, MoENet) and net.num_experts > 1:
+        return forward_flops(build_net(preset, num_experts=1))
+    return forward_flops(net)
+
+
+def images_per_second(net, batch: int, iters: int, warm: int, train: bool, device: str) -> float:
+    """Median img/s over ``iters`` timed steps after ``warm`` untimed ones."""
+    gpu = device == "cuda"
+    fmt = torch.channels_last if gpu else torch.contiguous_format
+    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     net.train(train)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else nullcontext()
     times = []
-    for i in range(iters + 2):
+    for i in range(warm + iters):
         start = time.perf_counter()
+        with autocast, torch.set_grad_enabled(train):
+            out = net(x)
         if train:
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(x), y).backward()
+            torch.nn.functional.cross_entropy(out.float(), y).backward()
             opt.step()
-        else:
-            with torch.no_grad():
-                net(x)
-        if i >= 2:
+        if gpu:
+            torch.cuda.synchronize()
+        if i >= warm:
             times.append(time.perf_counter() - start)
     return batch / statistics.median(times)
 
 
-def measure(name, preset, overrides, batch, iters) -> dict:
+def measure(preset: str, overrides: dict, batch: int, iters: int, device: str,
+            compile_net: bool = False) -> dict:
     torch.manual_seed(0)
     net = build_net(preset, **overrides)
-    executed = forward_flops(net)
-    useful = executed
-    if overrides.get("impl") == "mixture":
-        useful = forward_flops(build_net(preset, **{**overrides, "impl": "aggregate"}))
-    return {
-        "name": name,
-        "params": sum(p.numel() for p in net.parameters()),
-        "executed": executed,
-        "useful": useful,
-        "train": images_per_second(net, batch, iters, train=True),
-        "eval": images_per_second(net, batch, iters, train=False),
-    }
+    row = {"params": sum(p.numel() for p in net.parameters()),
+           "useful": useful_flops(preset, net)}
+    if device == "cuda":
+        net = net.to(device, memory_format=torch.channels_last)
+    row["executed"] = forward_flops(net, device)
+    warm = 1 if device == "cpu" else 2
+    if compile_net:
+        net, warm = torch.compile(net), 5  # the first steps of each mode compile
+    row["train"] = images_per_second(net, batch, iters, warm, True, device)
+    row["eval"] = images_per_second(net, batch, iters, warm, False, device)
+    return row
+
+
+def table(rows: dict, unit: float, unit_name: str) -> str:
+    """Markdown table; FLOP/s ratios are to the reference row's."""
+    ref = rows[REFERENCE]
+    ref_exec, ref_useful = ref["executed"] * ref["train"], ref["useful"] * ref["train"]
+    lines = [
+        f"| network | params | fwd GFLOPs/img executed | useful | train img/s | eval img/s | "
+        f"train {unit_name} executed | useful | executed vs ResNet-18 | useful vs ResNet-18 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['params'] / 1e6:.2f} M | {r['executed'] / 1e9:.3f} | "
+            f"{r['useful'] / 1e9:.3f} | {r['train']:.1f} | {r['eval']:.1f} | "
+            f"{3 * r['executed'] * r['train'] / unit:.1f} | "
+            f"{3 * r['useful'] * r['train'] / unit:.1f} | "
+            f"{r['executed'] * r['train'] / ref_exec:.2f} | "
+            f"{r['useful'] * r['train'] / ref_useful:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 timed iterations, not 8")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="3 timed CPU steps, not 5")
+    parser.add_argument("--batch", type=int, default=64, help="CPU batch size")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--gpu-batch", type=int, default=512, help="GPU batch size")
+    parser.add_argument("--no-cpu", action="store_true", help="GPU rows only")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the GPU rows")
+    parser.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                        help="rows whose name contains any TEXT (ResNet-18 always runs)")
     args = parser.parse_args()
+    rows = [r for r in ROWS if r[0] == REFERENCE or not args.only
+            or any(text in r[0] for text in args.only)]
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as cli_main does: subnormals slow CPU convs up to 5x
-    iters = 3 if args.quick else 8
-    rows = [measure(n, p, o, args.batch, iters) for n, p, o in ROWS]
-    ref = rows[-1]
-    ref_rate = 3 * ref["useful"] * ref["train"]
-    print(f"CPU, {args.threads} threads, fp32, batch {args.batch}, torch {torch.__version__}\n")
-    print("| network | params | fwd GFLOPs/img executed | useful | train img/s | eval img/s "
-          "| train GFLOP/s executed | useful | useful FLOP/s vs ResNet-18 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        rate_exec = 3 * r["executed"] * r["train"] / 1e9
-        rate_useful = 3 * r["useful"] * r["train"] / 1e9
-        print(f"| {r['name']} | {r['params'] / 1e6:.2f} M | {r['executed'] / 1e9:.3f} | "
-              f"{r['useful'] / 1e9:.3f} | {r['train']:.1f} | {r['eval']:.1f} | {rate_exec:.1f} | "
-              f"{rate_useful:.1f} | {rate_useful * 1e9 / ref_rate:.2f} |")
-    gpu = "measured separately" if torch.cuda.is_available() else "unmeasured (no GPU here)"
-    print(f"\nGPU bf16 + channels_last: {gpu}")
+    if not args.no_cpu:
+        iters = 3 if args.quick else 5
+        cpu = {name: measure(p, o, args.batch, iters, "cpu") for name, p, o in rows}
+        print(f"CPU, {args.threads} threads, fp32, batch {args.batch}, "
+              f"torch {torch.__version__}\n")
+        print(table(cpu, 1e9, "GFLOP/s"))
+    if not torch.cuda.is_available():
+        print("\nGPU (bf16 autocast + channels_last): unmeasured (no GPU)")
+        return
+    iters = 10 if args.quick else 30
+    gpu = {name: measure(p, o, args.gpu_batch, iters, "cuda", args.compile)
+           for name, p, o in rows}
+    compiled = ", torch.compile" if args.compile else ""
+    print(f"\nGPU {torch.cuda.get_device_name()}, bf16 autocast + channels_last{compiled}, "
+          f"batch {args.gpu_batch}\n")
+    print(table(gpu, 1e12, "TFLOP/s"))
 
 
 if __name__ == "__main__":

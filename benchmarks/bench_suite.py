@@ -70,15 +70,35 @@ def rate(step, source, batch: int, iters: int) -> float:
     return batch / statistics.median(times)
 
 
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak, SXM
+
+
+def forward_flops(net) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.randn(1, 3, 32, 32, device=next(net.parameters()).device))
+    net.train()
+    return counter.get_total_flops()
+
+
 def train_row(name: str, data_dir: str, iters: int, device: str) -> dict:
     preset, overrides, batch, aug = ROWS[name]
     torch.manual_seed(0)
     net = build_net(preset, **overrides).to(device)
+    gpu = device == "cuda"
+    if gpu:  # the GPU setting the template offers: bf16 autocast + channels_last
+        net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     def step(images, labels):
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(net(images), labels).backward()
+        if gpu:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=gpu):
+            loss = torch.nn.functional.cross_entropy(net(images), labels)
+        loss.backward()
         opt.step()
 
     x = torch.randn(batch, 3, 32, 32, device=device)
@@ -89,8 +109,12 @@ def train_row(name: str, data_dir: str, iters: int, device: str) -> dict:
         source = batches(datamodule(data_dir, batch, aug, on_device), device)
         out[path] = rate(step, source, batch, iters)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device == "cuda":
+    if gpu:
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["tflops"] = 3 * forward_flops(net) * out["synthetic"] / 1e12
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+        out["mfu"] = out["tflops"] / peak if peak else None
     return out
 
 
@@ -120,7 +144,8 @@ def main() -> None:
         return
     data_dir = tempfile.mkdtemp()
     write_synthetic_cifar(data_dir, train_per_batch=1000, test_size=100)
-    print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"device: {where}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("\n".join(augment_table(data_dir, iters)) + "\n")
     print("| network | batch | synthetic img/s | classic img/s (ratio) | device img/s (ratio) "
           "| 50k epoch, projected | peak RSS | TFLOP/s, MFU |")
@@ -130,7 +155,10 @@ def main() -> None:
         r = json.loads(subprocess.run(cmd + (["--quick"] if args.quick else []), check=True,
                                       capture_output=True, text=True).stdout.splitlines()[-1])
         s = r["synthetic"]
-        gpu = "see GPU run" if device == "cuda" else "unmeasured (no GPU)"
+        gpu = "unmeasured (no GPU)"
+        if "tflops" in r:
+            mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "peak unknown"
+            gpu = f"{r['tflops']:.1f}, {mfu}; peak {r['peak_cuda_mb']:.0f} MB GPU"
         print(f"| {name} | {batch} | {s:.1f} | {r['classic']:.1f} ({r['classic'] / s:.2f}) | "
               f"{r['device']:.1f} ({r['device'] / s:.2f}) | {50_000 / s:.0f} s | "
               f"{r['peak_rss_mb']:.0f} MB | {gpu} |")

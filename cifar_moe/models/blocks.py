@@ -15,7 +15,7 @@ class PlainExpertBlock(nn.Module):
         num_experts: K.
         reduction: router MLP bottleneck ratio.
         dropout: dropout probability after BatchNorm.
-        impl: expert-conv implementation, ``mixture`` or ``aggregate``.
+        impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
     """
 
     def __init__(
@@ -25,7 +25,7 @@ class PlainExpertBlock(nn.Module):
         num_experts: int = 2,
         reduction: int = 4,
         dropout: float = 0.0,
-        impl: ExpertImpl = "mixture",
+        impl: ExpertImpl = "auto",
     ) -> None:
         super().__init__()
         self.router = Router(in_channels, num_experts, reduction)
@@ -50,8 +50,10 @@ class ResidualExpertBlock(nn.Module):
         num_experts: K.
         reduction: router MLP bottleneck ratio.
         dropout: dropout probability on the expert branch.
-        impl: expert-conv implementation, ``mixture`` or ``aggregate``.
-        bottleneck_ratio: the 1x1 conv maps to out_channels // bottleneck_ratio channels.
+        impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
+        bottleneck_ratio: the 1x1 conv maps to max(out_channels // bottleneck_ratio, 1)
+            channels. 4, as in ResNet bottlenecks: it divides the K experts' parameters
+            and FLOPs by 4 against full-width experts, the block's main cost at K = 4.
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class ResidualExpertBlock(nn.Module):
         num_experts: int = 4,
         reduction: int = 4,
         dropout: float = 0.0,
-        impl: ExpertImpl = "mixture",
+        impl: ExpertImpl = "auto",
         bottleneck_ratio: int = 4,
     ) -> None:
         super().__init__()

@@ -1,13 +1,43 @@
 """K parallel 3x3 expert convolutions, weighted per sample by given routing weights.
 
 Like timm's ``CondConv2d.forward(x, routing_weights)``, the routing comes in as an
-argument; the router is a separate module. Two implementations share one parameter:
+argument; the router is a separate module. Two implementations share one parameter, and
+a third setting picks between them by input size:
 
 * ``mixture`` (mixture of outputs): all K experts as one conv with K * C_out output
   channels, then the per-sample weighted sum over K. Costs K convolutions.
 * ``aggregate`` (kernel aggregation, dynamic convolution): per sample
   W_b = sum_k a_bk W_k, then one grouped conv with groups = B. Costs one convolution
-  plus a small matmul. Both compute the same function, as the tests check in float64.
+  plus a matmul that materialises B kernels. Both compute the same function, as the tests
+  check in float64 (outputs and gradients).
+* ``auto`` (the default): per call, ``aggregate`` for an input on the CPU with at least
+  ``AUTO_MIN_PIXELS`` pixels per channel, else ``mixture``.
+
+Why ``auto``: neither implementation wins everywhere. Mixture costs K convolutions but
+shares one weight over B*H*W positions; aggregate costs one convolution but reuses each
+per-sample kernel over only H*W positions and writes and reads B kernels, which is memory
+bound once H*W is small and the channels are wide. Measured on this project's CPU (one
+thread, batch 64, forward + backward of one layer, ms; useful GFLOP/s in brackets):
+
+    layer (seed preset)        mixture        aggregate
+    48->96 32x32 K2 (A)      403 (40)       177 (92)
+    96->192 16x16 K2 (A)     223 (73)       213 (77)
+    192->384 8x8 K2 (A)      213 (76)       570 (29)
+    384->384 4x4 K2 (A)      111 (74)      1000 (8)
+    16->64 32x32 K4 (B)      279 (13)        40 (91)
+    32->128 16x16 K4 (B)     145 (25)        39 (94)
+    128->512 8x8 K4 (B)      413 (35)       543 (27)
+    256->1024 4x4 K4 (B)     539 (27)      1881 (8)
+
+The crossover lies between 8x8 and 16x16 for both K = 2 and K = 4, hence 256 pixels.
+Whole presets, training img/s at one CPU thread (benchmarks/bench_models.py --quick
+--threads 1): seed_a mixture 46, aggregate 24, auto 53; seed_b 27, 16, 31.
+On a GPU the grouped conv is the slow path everywhere (H100, bf16 autocast, channels_last,
+batch 512, training img/s: seed_a mixture 27,400 vs aggregate 2,300; seed_b 19,600 vs
+2,600), so ``auto`` is ``mixture`` off the CPU.
+For the aggregate step a grouped conv (groups = B) beat unfold + batched matmul wherever
+aggregate is the right choice (48->96 32x32: 161 vs 316 ms; 32->128 16x16: 40 vs 56 ms);
+unfold + bmm only won at 8x8 (128->512: 341 vs 525 ms), where mixture is used anyway.
 """
 
 from typing import Literal
@@ -18,8 +48,10 @@ from torch import Tensor, nn
 
 from cifar_moe.errors import UserError
 
-ExpertImpl = Literal["mixture", "aggregate"]
-IMPLS = ("mixture", "aggregate")
+ExpertImpl = Literal["mixture", "aggregate", "auto"]
+IMPLS = ("mixture", "aggregate", "auto")
+AUTO_MIN_PIXELS = 256
+"""``auto`` aggregates kernels from this many pixels per channel (16x16) up; see above."""
 
 
 class ExpertConv2d(nn.Module):
@@ -29,7 +61,7 @@ class ExpertConv2d(nn.Module):
         in_channels: C_in.
         out_channels: C_out.
         num_experts: K.
-        impl: ``mixture`` or ``aggregate``; settable after construction.
+        impl: ``mixture``, ``aggregate`` or ``auto``; settable after construction.
         kernel_size: odd kernel size; padding keeps H and W.
     """
 
@@ -38,7 +70,7 @@ class ExpertConv2d(nn.Module):
         in_channels: int,
         out_channels: int,
         num_experts: int,
-        impl: ExpertImpl = "mixture",
+        impl: ExpertImpl = "auto",
         kernel_size: int = 3,
     ) -> None:
         super().__init__()
@@ -71,7 +103,11 @@ class ExpertConv2d(nn.Module):
     def forward(self, x: Tensor, routing_weights: Tensor) -> Tensor:
         if self.num_experts == 1:
             return F.conv2d(x, self.weight, padding=self.padding)
-        if self._impl == "mixture":
+        impl = self._impl
+        if impl == "auto":
+            wide = x.shape[-2] * x.shape[-1] >= AUTO_MIN_PIXELS
+            impl = "aggregate" if wide and x.device.type == "cpu" else "mixture"
+        if impl == "mixture":
             return self._mixture(x, routing_weights)
         return self._aggregate(x, routing_weights)
 

@@ -18,6 +18,9 @@ BLOCKS = {"plain": PlainExpertBlock, "residual": ResidualExpertBlock}
 class MoENet(nn.Module):
     """A CIFAR network of per-sample routed K-expert conv blocks. Presets: ``configs/net/``.
 
+    The defaults are a small 3-stage net for quick trials; the seed networks' numbers live
+    only in their YAML presets.
+
     Args:
         stem_width: output channels of the 3x3 stem.
         widths: output channels of each expert block, in order.
@@ -28,22 +31,22 @@ class MoENet(nn.Module):
         block_dropout: dropout probability inside every block.
         classifier_dropout: dropout probability before the final linear layer.
         bottleneck_ratio: residual blocks only: bottleneck width = block width // ratio.
-        impl: expert-conv implementation, ``mixture`` or ``aggregate`` (same parameters).
+        impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto`` (fastest).
         num_classes: number of output logits (linked from the data module by the CLI).
     """
 
     def __init__(
         self,
         stem_width: int = 48,
-        widths: list[int] = [96, 96, 192, 192, 384, 384],  # noqa: B006 (jsonargparse shows it)
-        pool_after: list[int] = [0, 2, 4],  # noqa: B006
+        widths: list[int] = [64, 128, 256],  # noqa: B006 (jsonargparse shows it)
+        pool_after: list[int] = [0, 1, 2],  # noqa: B006
         num_experts: int = 2,
         reduction: int = 4,
         block: Literal["plain", "residual"] = "plain",
         block_dropout: float = 0.0,
         classifier_dropout: float = 0.0,
         bottleneck_ratio: int = 4,
-        impl: ExpertImpl = "mixture",
+        impl: ExpertImpl = "auto",
         num_classes: int = 10,
     ) -> None:
         super().__init__()
