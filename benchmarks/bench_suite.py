@@ -58,14 +58,15 @@ def batches(dm, device):
 
 
 def rate(step, source, batch: int, iters: int) -> float:
-    """img/s: median of ``iters`` timed steps after 2 warm-up steps."""
+    """img/s: median of ``iters`` timed steps after 5 warm-up steps (cuDNN picks algorithms
+    and the allocator grows during the first ones)."""
     times = []
-    for i in range(iters + 2):
+    for i in range(iters + 5):
         start = time.perf_counter()
         step(*next(source))
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        if i >= 2:
+        if i >= 5:
             times.append(time.perf_counter() - start)
     return batch / statistics.median(times)
 
@@ -133,11 +134,12 @@ def augment_table(data_dir: str, iters: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--iters", type=int, help="timed steps per figure (default 4, quick 2)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row, JSON out
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    iters = 2 if args.quick else 4
+    iters = args.iters or (2 if args.quick else 4)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.row:
         print(json.dumps(train_row(args.row, args.data_dir, iters, device)))
@@ -151,7 +153,8 @@ def main() -> None:
           "| 50k epoch, projected | peak RSS | TFLOP/s, MFU |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (_, _, batch, _) in ROWS.items():
-        cmd = [sys.executable, __file__, "--row", name, "--data-dir", data_dir]
+        cmd = [sys.executable, __file__, "--row", name, "--data-dir", data_dir,
+               "--iters", str(iters)]
         r = json.loads(subprocess.run(cmd + (["--quick"] if args.quick else []), check=True,
                                       capture_output=True, text=True).stdout.splitlines()[-1])
         s = r["synthetic"]
