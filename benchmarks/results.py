@@ -65,7 +65,8 @@ def table(results: dict, epochs: int) -> list[str]:
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         per_seed = ", ".join(f"{r['seed']}: {r['test_acc'] * 100:.1f}" for r in runs)
         fit = statistics.mean(r["fit_seconds"] for r in runs)
-        lines.append(f"| {name} | {statistics.mean(accs):.1f} +/- {std:.1f} % | {per_seed} "
+        spread = f"+/- {std:.1f} %" if len(accs) > 1 else "% (one seed)"
+        lines.append(f"| {name} | {statistics.mean(accs):.1f} {spread} | {per_seed} "
                      f"| {fit:.0f} s |")
     return lines
 
@@ -79,7 +80,7 @@ def routing_table(results: dict) -> list[str]:
         run = next((r for r in runs if r["seed"] == 0), None)
         if run is None or not ("seed B net, K=4" in name or "anneal" in name):
             continue
-        for block in sorted({k.split("/")[1] for k in run["routing"]}):
+        for block in sorted({k.split("/")[1] for k in run["routing"] if "/block" in k}):
             values = [run["routing"][f"route/{block}/{m}"] for m in metrics]
             lines.append(f"| {name} | {block} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return lines
