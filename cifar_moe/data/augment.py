@@ -5,6 +5,11 @@ from torchvision.transforms import v2
 
 from cifar_moe.constants import CIFAR10_MEAN, CIFAR10_STD, IMAGE_SHAPE
 
+AUGMENT_SETTINGS = (
+    "flip_p", "crop_padding", "brightness", "contrast", "saturation", "hue", "rotation_degrees"
+)
+"""The training-augmentation settings, shared by the per-image and the whole-batch paths."""
+
 
 def _to_normalized_float() -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR10_MEAN, CIFAR10_STD)]

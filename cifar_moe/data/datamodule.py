@@ -7,7 +7,11 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, META_FILE
-from cifar_moe.data.augment import build_eval_transform, build_train_transform
+from cifar_moe.data.augment import (
+    AUGMENT_SETTINGS,
+    build_eval_transform,
+    build_train_transform,
+)
 from cifar_moe.data.batch_augment import BatchAugment
 from cifar_moe.data.cifar_files import read_class_names, read_split
 from cifar_moe.data.dataset import TensorImageDataset
@@ -62,13 +66,11 @@ class CIFAR10DataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         _check_settings(self.hparams)
-        self.train_transform = build_train_transform(
-            flip_p, crop_padding, brightness, contrast, saturation, hue, rotation_degrees
-        )
+        # One set of settings for both paths, so they cannot drift apart.
+        augment = {name: self.hparams[name] for name in AUGMENT_SETTINGS}
+        self.train_transform = build_train_transform(**augment)
         self.eval_transform = build_eval_transform()
-        self.batch_augment = BatchAugment(
-            flip_p, crop_padding, brightness, contrast, saturation, hue, rotation_degrees
-        )
+        self.batch_augment = BatchAugment(**augment)
         self._resident: tuple[torch.Tensor, torch.Tensor] | None = None
         self.datasets: dict[str, TensorImageDataset] = {}
         self.train_indices = self.val_indices = None
