@@ -26,12 +26,10 @@ two warm-up steps (several more are spent compiling with ``--compile``).
 """
 
 import argparse
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from _timing import forward_flops, median_rate
 
 from cifar_moe.models import MoENet
 from cifar_moe.models.presets import build_net
@@ -47,14 +45,6 @@ ROWS = [  # (row name, preset, overrides)
     ("ResNet-18", "resnet18", {}),
 ]
 REFERENCE = "ResNet-18"
-
-
-def forward_flops(net: torch.nn.Module, device: str = "cpu") -> int:
-    """FLOPs of one forward pass of one image, as executed on ``device`` (``auto`` differs)."""
-    net.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.randn(1, 3, 32, 32, device=device))
-    return counter.get_total_flops()
 
 
 def useful_flops(preset: str, net: torch.nn.Module) -> int:
@@ -73,20 +63,16 @@ def images_per_second(net, batch: int, iters: int, warm: int, train: bool, devic
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     net.train(train)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else nullcontext()
-    times = []
-    for i in range(warm + iters):
-        start = time.perf_counter()
+
+    def step():
         with autocast, torch.set_grad_enabled(train):
             out = net(x)
         if train:
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(out.float(), y).backward()
             opt.step()
-        if gpu:
-            torch.cuda.synchronize()
-        if i >= warm:
-            times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+
+    return median_rate(step, batch, iters, warm, device)
 
 
 def measure(preset: str, overrides: dict, batch: int, iters: int, device: str,

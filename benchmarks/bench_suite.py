@@ -1,170 +1,132 @@
-"""Speed suite: data paths vs synthetic data, per network, plus augmentation throughput.
+"""Speed suite: measured epochs of the real recipes (--tiled), or data paths vs synthetic data.
 
-    python benchmarks/bench_suite.py            # about 4 minutes on 2 CPU cores
-    python benchmarks/bench_suite.py --quick
+    python benchmarks/bench_suite.py --tiled 10            # measured 50,000-image epochs
+    python benchmarks/bench_suite.py --tiled 10 --epochs 2 --recipes focal_onecycle
+    python benchmarks/bench_suite.py                       # data paths, about 4 min on 2 CPUs
 
-Table 1 (augmentation only): training batches/s of the classic per-image DataLoader
-path (2 workers) and of the device-resident batch path, with each recipe's augmentation.
-Table 2 (training): img/s of forward + backward + SGD step at each recipe's batch size,
-fed by (a) synthetic in-memory tensors, (b) the classic DataLoader path, (c) the device
-path; the ratio of each path to synthetic; the projected time of a 50,000-image epoch
-(50,000 / measured img/s, a projection, not a measured epoch); the peak resident memory of
-a fresh process running that row. On a GPU the same rows run there and add TFLOP/s and
-MFU; with no GPU those columns say "unmeasured". Data: a generated folder in the CIFAR
-layout (timing does not depend on pixel values).
+``--tiled R``: the real slice (../shared/data/cifar-10-mini, 5,085 training images) repeated
+R times in a temporary folder (timing only: the copies are identical); with R = 10 the
+training set is 50,000 images and the other 850 are the validation split. Each recipe runs
+in a fresh process through ``cli_main(["fit", "--config", recipe, ...])``, so its data
+module, LightningModule, callbacks, logging and ``auto`` settings are the ones a user gets,
+plus a timing callback. The first epoch (compile and warm-up) is reported on its own;
+"steady" is the mean of the later ones (``--epochs`` >= 2). Per recipe: steady training time
+per epoch (validation excluded, shown apart), img/s, the ratio to synthetic img/s of the
+same network measured in the same process after the fit, MFU (bf16 runs on a GPU whose
+exact name has a known peak, else "unknown") and peak memory (GPU: torch's peak allocated;
+CPU: peak RSS of the training process, DataLoader workers not included).
+``--limit-batches`` makes partial epochs for smoke runs only; a table must use whole ones.
+
+Without ``--tiled``: training img/s at each recipe's batch size fed by synthetic tensors, by
+the classic per-image DataLoader (2 workers) and by the device path, and augmentation-only
+throughput of both paths; a 50,000-image epoch is only **projected** there. Recipe
+settings (augmentation, network, batch size) are read from configs/, never copied here.
 """
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from pathlib import Path
 
 import torch
+from _epochs import run_child, write_tiled
+from _suite_paths import path_rows, row_child
 
-from cifar_moe.data import CIFAR10DataModule, write_synthetic_cifar
-from cifar_moe.models.presets import build_net
+from cifar_moe.paths import REAL_SLICE_DIR
 
-AUG = {
-    "seed A aug": {"flip_p": 0.5, "crop_padding": 4, "brightness": 0.2, "contrast": 0.2,
-                   "saturation": 0.2},
-    "seed B aug": {"flip_p": 0.3, "crop_padding": 0, "rotation_degrees": 10, "brightness": 0.15,
-                   "contrast": 0.15, "saturation": 0.15, "hue": 0.075},
-}
-ROWS = {  # name: (preset, overrides, batch size, augmentation)
-    "seed_a": ("seed_a", {}, 256, "seed A aug"),
-    "seed_b": ("seed_b", {}, 128, "seed B aug"),
-    "k1_control": ("seed_b", {"num_experts": 1}, 128, "seed B aug"),
-    "resnet18": ("resnet18", {}, 128, "seed B aug"),
-}
+RECIPES = ("mixup_cosine", "focal_onecycle", "quickstart")
 
 
-def datamodule(data_dir, batch, aug, device_augment, workers=2) -> CIFAR10DataModule:
-    dm = CIFAR10DataModule(data_dir=data_dir, val_size=0, batch_size=batch, num_workers=workers,
-                           device_augment=device_augment, **AUG[aug])
-    dm.setup("fit")
-    return dm
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiled", type=int, metavar="R",
+                        help="measure whole epochs on the real slice repeated R times")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per recipe with --tiled: the first + steady ones (>= 2)")
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES,
+                        default=["mixup_cosine", "focal_onecycle"], help="with --tiled")
+    parser.add_argument("--limit-batches", type=int,
+                        help="with --tiled: batches per epoch, for smoke runs only")
+    parser.add_argument("--fit-args", action="append", default=[], metavar="ARG",
+                        help="with --tiled, repeatable: one more fit argument for every "
+                             "recipe (smoke runs), e.g. --fit-args=--data.batch_size=32")
+    parser.add_argument("--quick", action="store_true", help="fewer timed steps")
+    parser.add_argument("--iters", type=int, help="timed steps per figure (default 4, quick 2)")
+    parser.add_argument("--child", nargs=4, metavar=("RECIPE", "DATA", "IMAGES", "OUT"),
+                        help=argparse.SUPPRESS)  # internal: one recipe's fit
+    parser.add_argument("--row", nargs=3, metavar=("NAME", "DATA", "OUT"),
+                        help=argparse.SUPPRESS)  # internal: one data-path row
+    args = parser.parse_args()
+    if args.tiled is not None and args.tiled < 1:
+        parser.error("--tiled: give the number of copies of the slice, 1 or more")
+    if args.epochs < 2:
+        parser.error("--epochs: use 2 or more (the first epoch is reported apart)")
+    if args.limit_batches is not None and args.limit_batches < 2:
+        parser.error("--limit-batches: use 2 or more (1 would mean a whole epoch)")
+    args.iters = args.iters or (2 if args.quick else 4)
+    return args
 
 
-def batches(dm, device):
-    """Endless (images, labels) on ``device`` through the data module's own train path."""
-    while True:
-        for batch in dm.train_dataloader():
-            batch = batch.to(device) if torch.is_tensor(batch) else [t.to(device) for t in batch]
-            yield dm.on_after_batch_transfer(batch, 0)
+def child_command(args, recipe: str, data_dir: str, images: int, out: str) -> list[str]:
+    cmd = [sys.executable, __file__, "--child", recipe, data_dir, str(images), out,
+           "--epochs", str(args.epochs), "--iters", str(args.iters)]
+    cmd += ["--limit-batches", str(args.limit_batches)] if args.limit_batches else []
+    return cmd + [f"--fit-args={a}" for a in args.fit_args]
 
 
-def rate(step, source, batch: int, iters: int) -> float:
-    """img/s: median of ``iters`` timed steps after 5 warm-up steps (cuDNN picks algorithms
-    and the allocator grows during the first ones)."""
-    times = []
-    for i in range(iters + 5):
-        start = time.perf_counter()
-        step(*next(source))
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        if i >= 5:
-            times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+def tiled_suite(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        images = write_tiled(REAL_SLICE_DIR, args.tiled, tmp)
+        results = []
+        for recipe in args.recipes:
+            out = Path(tmp) / f"{recipe}.json"
+            # stdout and stderr go straight through: a child's failure is seen, not parsed.
+            done = subprocess.run(child_command(args, recipe, tmp, images, str(out)))
+            result = json.loads(out.read_text()) if out.is_file() else {}
+            if done.returncode != 0 or "img_s" not in result:
+                sys.exit(f"error: {recipe}: the timing run failed (exit {done.returncode}); "
+                         "its output is above")
+            results.append(result)
+    print("\n".join(tiled_table(results)))
 
 
-BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak, SXM
-
-
-def forward_flops(net) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.randn(1, 3, 32, 32, device=next(net.parameters()).device))
-    net.train()
-    return counter.get_total_flops()
-
-
-def train_row(name: str, data_dir: str, iters: int, device: str) -> dict:
-    preset, overrides, batch, aug = ROWS[name]
-    torch.manual_seed(0)
-    net = build_net(preset, **overrides).to(device)
-    gpu = device == "cuda"
-    if gpu:  # the GPU setting the template offers: bf16 autocast + channels_last
-        net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-
-    def step(images, labels):
-        opt.zero_grad(set_to_none=True)
-        if gpu:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=gpu):
-            loss = torch.nn.functional.cross_entropy(net(images), labels)
-        loss.backward()
-        opt.step()
-
-    x = torch.randn(batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    synthetic = iter(lambda: (x, y), None)
-    out = {"synthetic": rate(step, synthetic, batch, iters)}
-    for path, on_device in (("classic", False), ("device", True)):
-        source = batches(datamodule(data_dir, batch, aug, on_device), device)
-        out[path] = rate(step, source, batch, iters)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if gpu:
-        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        out["tflops"] = 3 * forward_flops(net) * out["synthetic"] / 1e12
-        name = torch.cuda.get_device_name()
-        peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
-        out["mfu"] = out["tflops"] / peak if peak else None
-    return out
-
-
-def augment_table(data_dir: str, iters: int) -> list[str]:
-    lines = ["| augmentation | classic, 2 workers img/s | device path img/s | device / classic |",
-             "|---|---|---|---|"]
-    for aug in AUG:
-        rates = []
-        for on_device in (False, True):
-            source = batches(datamodule(data_dir, 256, aug, on_device), "cpu")
-            rates.append(rate(lambda *b: None, source, 256, iters * 3))
-        lines.append(f"| {aug} | {rates[0]:.0f} | {rates[1]:.0f} | {rates[1] / rates[0]:.1f}x |")
+def tiled_table(results: list[dict]) -> list[str]:
+    first = results[0]
+    lines = [f"device: {first['device']}, torch {first['torch']}, "
+             f"{torch.get_num_threads()} threads; {first['train_images']:,} training images "
+             f"per epoch" + (" (LIMITED: smoke run, not whole epochs)" if first["limited"]
+                             else ""), "",
+             "| recipe | batch | settings | first epoch train | steady epoch train (+ val) "
+             "| img/s | synthetic img/s | ratio | MFU | peak memory |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        settings = (f"{r['precision']}, {'device' if r['device_path'] else 'classic'} path"
+                    f"{', channels_last' if r['channels_last'] else ''}"
+                    f"{', compiled' if r['compiled'] else ''}")
+        mfu = "unknown" if r["mfu"] is None else f"{r['mfu']:.1%}"
+        lines.append(
+            f"| {r['recipe']} | {r['batch']} | {settings} | {r['first_train_s']:.1f} s | "
+            f"{r['steady_train_s']:.1f} s (+ {r['steady_epoch_s'] - r['steady_train_s']:.1f} s)"
+            f" | {r['img_s']:.1f} | {r['synthetic_img_s']:.1f} | "
+            f"{r['img_s'] / r['synthetic_img_s']:.2f} | {mfu} | {r['peak_memory_mb']:.0f} MB |")
     return lines
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--iters", type=int, help="timed steps per figure (default 4, quick 2)")
-    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row, JSON out
-    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    torch.set_flush_denormal(True)
-    iters = args.iters or (2 if args.quick else 4)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.row:
-        print(json.dumps(train_row(args.row, args.data_dir, iters, device)))
-        return
-    data_dir = tempfile.mkdtemp()
-    write_synthetic_cifar(data_dir, train_per_batch=1000, test_size=100)
-    where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    print(f"device: {where}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("\n".join(augment_table(data_dir, iters)) + "\n")
-    print("| network | batch | synthetic img/s | classic img/s (ratio) | device img/s (ratio) "
-          "| 50k epoch, projected | peak RSS | TFLOP/s, MFU |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, (_, _, batch, _) in ROWS.items():
-        cmd = [sys.executable, __file__, "--row", name, "--data-dir", data_dir,
-               "--iters", str(iters)]
-        r = json.loads(subprocess.run(cmd + (["--quick"] if args.quick else []), check=True,
-                                      capture_output=True, text=True).stdout.splitlines()[-1])
-        s = r["synthetic"]
-        gpu = "unmeasured (no GPU)"
-        if "tflops" in r:
-            mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "peak unknown"
-            gpu = f"{r['tflops']:.1f}, {mfu}; peak {r['peak_cuda_mb']:.0f} MB GPU"
-        print(f"| {name} | {batch} | {s:.1f} | {r['classic']:.1f} ({r['classic'] / s:.2f}) | "
-              f"{r['device']:.1f} ({r['device'] / s:.2f}) | {50_000 / s:.0f} s | "
-              f"{r['peak_rss_mb']:.0f} MB | {gpu} |")
+    args = parse_args()
+    torch.set_flush_denormal(True)  # as cli_main does: subnormals slow CPU convs up to 5x
+    if args.child:
+        recipe, data_dir, images, out = args.child
+        run_child(recipe, data_dir, int(images), args.epochs, args.limit_batches, out,
+                  args.iters, args.fit_args)
+    elif args.row:
+        row_child(*args.row, args.iters)
+    elif args.tiled:
+        tiled_suite(args)
+    else:
+        print("\n".join(path_rows(args.iters)))
 
 
 if __name__ == "__main__":

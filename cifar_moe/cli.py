@@ -1,20 +1,27 @@
 """The one entry point, ``cli_main(args=None)``: for ``python -m cifar_moe``, tests, notebooks."""
 
 import sys
-import tempfile
-from pathlib import Path
 from typing import NoReturn
 
 import torch
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from cifar_moe.cli_help import CompactHelpFormatter, moved_setting_hint
 from cifar_moe.data.datamodule import CIFAR10DataModule
 from cifar_moe.errors import UserError
-from cifar_moe.training.callbacks import InterruptCheckpoint, PerClassMetrics
+from cifar_moe.run_folder import RunConfigSaver, run_logger
+from cifar_moe.training import auto_settings
+from cifar_moe.training import checkpointing as ckpt
+from cifar_moe.training.callbacks import PerClassMetrics
 from cifar_moe.training.module import LitClassifier
+from cifar_moe.training.prediction_writer import PredictionCSVWriter
 from cifar_moe.training.routing_callbacks import RoutingAnalytics, TemperatureSchedule
+from cifar_moe.training.run_summary import RunSummary
+
+ATOMIC_IO = "cifar_moe.training.checkpointing.AtomicCheckpointIO"
 
 
 class CifarMoeCLI(LightningCLI):
@@ -26,7 +33,7 @@ class CifarMoeCLI(LightningCLI):
             "data.num_classes", "model.net.init_args.num_classes", apply_on="instantiate"
         )
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ckpt.EpochCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -41,29 +48,56 @@ class CifarMoeCLI(LightningCLI):
         parser.add_lightning_class_args(PerClassMetrics, "per_class")
         parser.add_lightning_class_args(RoutingAnalytics, "routing")
         parser.add_lightning_class_args(TemperatureSchedule, "tau_schedule")
-        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
+        parser.add_lightning_class_args(ckpt.InterruptCheckpoint, "interrupt")
+        parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
+        parser.add_lightning_class_args(RunSummary, "summary")
+        auto_settings.accept_auto_precision(parser)
 
-    def _parse_ckpt_path(self) -> None:
-        """Refuse a checkpoint of another network instead of silently adopting it.
-
-        (LightningCLI replaces the model config by the checkpoint's hyperparameters.)
-        """
-        config = self.config.get(self.config.get("subcommand") or "", self.config)
-        ckpt_path = config.get("ckpt_path") if hasattr(config, "get") else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            saved = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-            saved_net = saved.get("hyper_parameters", {}).get("net")
-            wanted = config.model.net.as_dict() if hasattr(config.model.net, "as_dict") else None
-            if isinstance(saved_net, dict) and wanted and _net_key(saved_net) != _net_key(wanted):
-                raise UserError(
-                    f"ckpt_path {ckpt_path} holds a {_net_key(saved_net)} network but the config "
-                    f"asks for {_net_key(wanted)}; use the config.yaml of the run that wrote it"
-                )
-        super()._parse_ckpt_path()
+    def parse_arguments(self, parser, args) -> None:
+        argv = sys.argv[1:] if args is None else args
+        if isinstance(argv, list) and any(str(a).startswith("--print_config") for a in argv):
+            _print_auto_comment(parser, [a for a in argv if not str(a).startswith("--print_c")])
+        super().parse_arguments(parser, args)
+        _check_ckpt_path(self.config)  # before LightningCLI reads the file's hyperparameters
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        _check_writable(config.trainer.default_root_dir or ".")
+        ckpt.preflight(config, self.subcommand)
+        self.auto_facts = auto_settings.facts_for_accelerator(
+            config.trainer.accelerator, config.trainer.devices, config.trainer.num_nodes)
+        self.auto_values = auto_settings.config_values(config)
+        auto_settings.say(auto_settings.summary_line(self.auto_values, self.auto_facts))
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI lets the checkpoint's hyperparameters override the model config; TTA
+        # is an evaluation choice, so `test --ckpt_path .. --model.tta flip` must keep it.
+        tta = self._model_config().get("tta")
+        super()._parse_ckpt_path()
+        if tta is not None:
+            self._model_config().tta = tta
+
+    def _model_config(self):
+        return self.config.get(self.config.get("subcommand") or "", self.config).model
+
+    def instantiate_trainer(self, **kwargs):
+        # 'auto' is no Lightning precision: the trainer gets the settled value, while the
+        # saved config.yaml keeps 'auto' (as it does for the other three settings).
+        precision = self.auto_values["precision"]
+        kwargs.setdefault("precision", auto_settings.settle(precision, "precision",
+                                                            self.auto_facts))
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.logger in (None, True):  # Lightning's default, TensorBoard
+            # test/predict/resumed fit of a version_N checkpoint write into that version_N
+            kwargs.setdefault("logger", run_logger(self.subcommand or "fit",
+                                                   config.trainer.default_root_dir,
+                                                   config.get("ckpt_path")))
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except UserError:
+            raise
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as err:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            raise ckpt.trainer_problem(err, config.trainer) from None
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
@@ -77,20 +111,26 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
     # changes no result that matters. A no-op on GPUs.
     torch.set_flush_denormal(True)
     try:
-        return CifarMoeCLI(
-            LitClassifier,
-            CIFAR10DataModule,
-            args=args,
-            run=run,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False},
-        )
+        with ckpt.interrupt_exit_codes():
+            return CifarMoeCLI(
+                LitClassifier,
+                CIFAR10DataModule,
+                args=args,
+                run=run,
+                save_config_callback=RunConfigSaver,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"exit_on_error": False, "formatter_class": CompactHelpFormatter},
+                # One optimizer setting, model.optimizer: no Lightning --optimizer beside it.
+                auto_configure_optimizers=False,
+                # Atomic saves whatever the filesystem layout (see checkpointing.atomic_io).
+                trainer_defaults={"plugins": {"class_path": ATOMIC_IO}},
+            )
     except UserError as err:
         _fail(str(err))
     except ArgumentError as err:
         # jsonargparse explains over several lines (and a usage block); keep the gist.
         gist = " ".join(str(err).split())
-        _fail(f"{gist[:400]} (--help lists every setting)")
+        _fail(moved_setting_hint(gist) or f"{gist[:400]} (--help lists every setting)")
     except RuntimeError as err:
         if "Error(s) in loading state_dict" not in str(err):
             raise
@@ -98,10 +138,22 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
               f"({' '.join(str(err).split())[:240]}...); pass a checkpoint of this network")
 
 
-def _net_key(spec: dict) -> str:
-    """A network config as comparable text, without the linked num_classes."""
-    args = {k: v for k, v in (spec.get("init_args") or {}).items() if k != "num_classes"}
-    return f"{spec.get('class_path')}({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"
+def main() -> None:
+    """Console-script entry point (``cifar-moe``): exit status 0 on success, not the CLI object."""
+    cli_main()
+
+
+def _check_ckpt_path(config) -> None:
+    """A bad ``--ckpt_path`` or one of another network: one line, before anything is written."""
+    config = config.get(config.get("subcommand") or "", config)
+    ckpt_path = config.get("ckpt_path") if hasattr(config, "get") else None
+    if not ckpt_path:
+        return
+    saved = ckpt.read_checkpoint(str(ckpt_path))
+    net = config.model.net
+    if saved is not None:
+        ckpt.check_same_network(saved, net.as_dict() if hasattr(net, "as_dict") else None,
+                                ckpt_path)
 
 
 def _fail(message: str) -> NoReturn:
@@ -109,15 +161,14 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _check_writable(folder: str) -> None:
-    """Fail before training, not at the first checkpoint, if logs cannot be written."""
-    path = Path(folder)
+def _print_auto_comment(parser, argv: list[str]) -> None:
+    """With --print_config: what 'auto' resolves to, as a YAML comment above the config."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise UserError(
-            f"trainer.default_root_dir {folder} is not writable ({err.strerror}); "
-            "pass --trainer.default_root_dir pointing at a writable folder"
-        ) from None
+        config = parser.parse_args(argv)
+    except (ArgumentError, SystemExit):
+        return  # the real parse reports the problem
+    config = config[config.subcommand] if config.get("subcommand") else config
+    facts = auto_settings.facts_for_accelerator(
+        config.trainer.accelerator, config.trainer.devices, config.trainer.num_nodes)
+    line = auto_settings.summary_line(auto_settings.config_values(config), facts)
+    print(f"# {line}")

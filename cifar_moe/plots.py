@@ -79,19 +79,20 @@ def per_class_bars(class_names: Sequence[str], accuracies: Sequence[float], titl
 
 
 def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str]):
-    """A labelled figure of a (C, C) confusion matrix (rows: true class, columns: predicted)."""
+    """A (C, C) confusion matrix (rows: true class, columns: predicted), drawn by torchmetrics.
+
+    torchmetrics' ``plot`` shows everything the hand-drawn version did (class names on both
+    axes, the count in every cell) and picks a readable text colour per cell; only the figure
+    size and the cell font (its 15 pt overlaps with 4-digit counts) are set here.
+    """
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    ax.imshow(confusion.cpu().numpy(), cmap="Blues")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=60, ha="right")
-    ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in ticks:
-        for j in ticks:
-            ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7)
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(7, 6.5), layout="constrained")
+    metric = MulticlassConfusionMatrix(num_classes=len(class_names))
+    metric.plot(val=confusion.cpu(), ax=ax, labels=list(class_names))
+    for text in ax.texts:
+        text.set_fontsize(8)
     return fig
 
 
@@ -126,3 +127,32 @@ def routing_figure(scalars: dict, metrics: Sequence[str] = ("entropy", "balance"
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def study_figure(results: dict):
+    """A study's rows side by side (``results.json`` of ``python -m cifar_moe.study``): test
+    accuracy per row (mean bar, one dot per seed) and the mean validation curve per row."""
+    plt = _pyplot()
+    rows = [r for r in results.get("rows", []) if _finished(r)]
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.5), squeeze=True)
+    for i, row in enumerate(rows):
+        accs = [100 * run["test_acc"] for run in _finished(row)]
+        bars.barh(i, sum(accs) / len(accs), color=f"C{i}", alpha=0.6)
+        bars.plot(accs, [i] * len(accs), "k.", ms=5)
+        band = row.get("aggregate", {}).get("val_acc_curve") or {}
+        if band.get("epochs"):
+            curves.plot([e + 1 for e in band["epochs"]], [100 * v for v in band["mean"]],
+                        marker="o", ms=3, color=f"C{i}", label=row["name"])
+    bars.set_yticks(range(len(rows)), [r["name"] for r in rows], fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlabel("test acc % (bar: mean, dots: seeds)")
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("val acc % (mean over seeds)")
+    if curves.lines:
+        curves.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _finished(row: dict) -> list[dict]:
+    return [r for r in row.get("runs", []) if r.get("status") == "ok" and "test_acc" in r]

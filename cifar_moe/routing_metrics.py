@@ -49,14 +49,23 @@ def per_sample_entropy(weights: Tensor) -> Tensor:
     return _entropy(weights)
 
 
+PENALTIES = ("cv2", "entropy", "mutual_info")
+
+
 def balance_penalty(weights: Tensor, kind: str = "cv2") -> Tensor:
-    """A differentiable balance regulariser on a batch's (B, K) weights; 0 at perfect balance.
+    """A differentiable regulariser on a batch's (B, K) weights; 0 at its optimum.
 
     ``cv2``: squared coefficient of variation of the experts' importance (Shazeer et al.).
-    ``entropy``: 1 - entropy of the batch-mean routing / log K.
+    ``entropy``: 1 - entropy of the batch-mean routing / log K (balance only).
+    ``mutual_info``: 1 - (balance - mean per-sample entropy / log K): balanced use *and*
+    confident, image-dependent choices; 0 when experts are used equally and each sample
+    goes to one expert.
     """
     k = weights.shape[-1]
     importance = weights.sum(dim=0)  # (K,)
     if kind == "cv2":
         return importance.var(unbiased=False) / importance.mean().pow(2)
-    return 1.0 - _entropy(importance / importance.sum()) / math.log(k)
+    balance = _entropy(importance / importance.sum()) / math.log(k)
+    if kind == "entropy":
+        return 1.0 - balance
+    return 1.0 - balance + _entropy(weights).mean() / math.log(k)

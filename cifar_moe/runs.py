@@ -1,15 +1,36 @@
 """Finding and reading finished runs under ``lightning_logs/``: for notebooks and tests."""
 
+import json
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
-def latest_run(root: str | Path = "lightning_logs") -> Path:
-    """The newest ``version_N`` folder below ``root`` (by N)."""
+def logs_root(start: str | Path | None = None) -> Path:
+    """The ``lightning_logs`` folder of the project a notebook or script runs in.
+
+    Looked up in ``start`` (default: the working folder) and its parent, so the same code
+    finds the repo's runs from the repo root and from ``notebooks/``. Where neither has one,
+    the folder a run would create: beside ``configs/`` (a checkout) if there is one, else in
+    ``start``.
+    """
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, start.parent):
+        if (folder / "lightning_logs").is_dir():
+            return folder / "lightning_logs"
+    home = next((f for f in (start, start.parent) if (f / "configs").is_dir()), start)
+    return home / "lightning_logs"
+
+
+def latest_run(root: str | Path = "lightning_logs", with_checkpoint: bool = False) -> Path:
+    """The newest ``version_N`` folder below ``root`` (by N); with ``with_checkpoint`` the
+    newest that holds a checkpoint (a ``predict`` without ``--ckpt_path`` makes none)."""
     runs = sorted(Path(root).glob("version_*"), key=lambda p: int(p.name.split("_")[-1]))
+    if with_checkpoint:
+        runs = [r for r in runs if any((r / "checkpoints").glob("*.ckpt"))]
     if not runs:
-        raise FileNotFoundError(f"no version_* run folders under {root}; run a fit first")
+        what = "with a checkpoint " if with_checkpoint else ""
+        raise FileNotFoundError(f"no version_* run folder {what}under {root}; run a fit first")
     return runs[-1]
 
 
@@ -52,3 +73,40 @@ def run_config(run_dir: str | Path) -> dict:
     import yaml
 
     return yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+
+
+def launch_dir(run_dir: str | Path) -> Path:
+    """The folder a run was started from, against which its relative paths resolve.
+
+    ``fit`` records it in ``launch.yaml``; for older runs it is taken to be the folder that
+    holds ``lightning_logs/`` (where a run without ``default_root_dir`` was started).
+    """
+    from cifar_moe.run_folder import read_launch
+
+    cwd = read_launch(run_dir).get("cwd")
+    return Path(cwd) if cwd else Path(run_dir).resolve().parents[1]
+
+
+def resolve_run_path(run_dir: str | Path, value: str | Path) -> Path:
+    """A path from a run's config, made absolute against the run's launch folder."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else launch_dir(run_dir) / path
+
+
+def run_datamodule(run_dir: str | Path, **overrides):
+    """The run's data module (its ``config.yaml`` data section), paths resolved as the run saw
+    them; ``overrides`` replace settings, e.g. ``num_workers=0``."""
+    from cifar_moe.data import CIFAR10DataModule
+
+    data = dict(run_config(run_dir)["data"])
+    data["data_dir"] = str(resolve_run_path(run_dir, data["data_dir"]))
+    if data.get("predict_dir"):
+        data["predict_dir"] = str(resolve_run_path(run_dir, data["predict_dir"]))
+    return CIFAR10DataModule(**{**data, **overrides})
+
+
+def study_results(path: str | Path | None = None) -> dict | None:
+    """A study's ``results.json`` (default: the slice study's, under :func:`logs_root`), or
+    None where it has not been written yet."""
+    path = Path(path) if path else logs_root() / "studies" / "slice" / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else None

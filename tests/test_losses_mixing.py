@@ -7,7 +7,12 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
 from cifar_moe.constants import CIFAR10_CLASSES
 from cifar_moe.errors import UserError
-from cifar_moe.training.losses import FocalLoss, SoftTargetCrossEntropy, class_weight_vector
+from cifar_moe.training.losses import (
+    FocalLoss,
+    class_weight_vector,
+    cross_entropy_loss,
+    smooth_targets,
+)
 from cifar_moe.training.mixing import BatchMixer
 
 C = len(CIFAR10_CLASSES)
@@ -19,11 +24,37 @@ def logits_labels():
     return torch.randn(16, C, generator=gen, dtype=torch.float64), torch.arange(16) % C
 
 
-def test_soft_ce_equals_torch_ce_with_smoothing(logits_labels):
+def _written_out_ce(logits, targets, smoothing):
+    """The cross-entropy this project used to write by hand: -sum_c smooth(t)_c log p_c."""
+    if targets.ndim == 1:  # one-hot in the logits' float64, so the reference loses nothing
+        targets = F.one_hot(targets, C).to(logits.dtype)
+    target = smooth_targets(targets, C, smoothing)
+    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_torch_ce_equals_the_written_out_formula_on_hard_and_mixed_targets(
+    logits_labels, smoothing
+):
     logits, labels = logits_labels
-    ours = SoftTargetCrossEntropy(C, label_smoothing=0.1)(logits, labels)
-    ref = F.cross_entropy(logits, labels, label_smoothing=0.1)
-    torch.testing.assert_close(ours, ref)
+    mixed = 0.37 * F.one_hot(labels, C).double() + 0.63 * F.one_hot((labels + 3) % C, C).double()
+    loss = cross_entropy_loss(smoothing)
+    for targets in (labels, mixed):
+        expected = _written_out_ce(logits, targets, smoothing)
+        torch.testing.assert_close(loss(logits, targets), expected, rtol=0, atol=1e-12)
+
+
+def test_module_cross_entropy_is_torch_ce_with_the_configured_smoothing(logits_labels):
+    from cifar_moe.models import MoENet
+    from cifar_moe.training.module import LitClassifier
+
+    net = MoENet(stem_width=8, widths=[8], pool_after=[0], num_classes=C)
+    model = LitClassifier(net, loss="cross_entropy", label_smoothing=0.2)
+    logits, labels = logits_labels
+    soft = F.softmax(torch.randn(16, C, dtype=torch.float64), dim=-1)  # any distribution
+    for targets in (labels, soft):
+        torch.testing.assert_close(model.loss_fn(logits, targets),
+                                   _written_out_ce(logits, targets, 0.2), rtol=0, atol=1e-12)
 
 
 def test_focal_gamma0_no_weights_equals_ce(logits_labels):
@@ -37,7 +68,7 @@ def test_focal_down_weights_easy_examples(logits_labels):
     logits, labels = logits_labels
     easy = logits.clone()
     easy[torch.arange(16), labels] += 10.0  # confidently right
-    ce, focal = SoftTargetCrossEntropy(C), FocalLoss(C, gamma=2.0)
+    ce, focal = cross_entropy_loss(), FocalLoss(C, gamma=2.0)
     assert focal(easy, labels) < 0.01 * ce(easy, labels)
 
 
@@ -47,7 +78,7 @@ def test_blended_loss_is_two_label_formula(logits_labels, loss_name):
     b = (a + 3) % C
     weights = class_weight_vector({"cat": 1.2, "bird": 1.1}, CIFAR10_CLASSES)
     loss = (
-        SoftTargetCrossEntropy(C, 0.1)
+        cross_entropy_loss(0.1)
         if loss_name == "ce"
         else FocalLoss(C, gamma=2.0, label_smoothing=0.1, class_weights=weights.double())
     )

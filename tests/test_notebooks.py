@@ -1,5 +1,6 @@
 """The notebooks run top to bottom, offline, on small data (CIFAR_MOE_FAST=1)."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -17,15 +18,81 @@ def test_notebooks_are_committed_without_outputs():
         assert not dirty, f"{path.name} has outputs; clear them before committing"
 
 
+def _run_notebook(path: Path, folder: Path) -> nbformat.NotebookNode:
+    """Execute a copy of a notebook in ``folder`` (its working folder, as Jupyter does)."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()  # the kernel inherits the patched environment
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors[0].get("evalue")
+    return nb
+
+
+def _text(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                   if o.output_type == "stream")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path, tmp_path, monkeypatch):
+    """Started from notebooks/ in a fresh checkout layout, with no runs yet."""
     monkeypatch.setenv("CIFAR_MOE_FAST", "1")
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # the kernel inherits the patched environment
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+    (tmp_path / "notebooks").mkdir()
+    nb = _run_notebook(path, tmp_path / "notebooks")
     assert any(o.output_type == "display_data" for c in nb.cells for o in c.get("outputs", [])), \
         "the notebook showed no figure"
+    if path.name.startswith("01"):
+        assert any("routing_figure(" in c.source and any(
+            o.output_type == "display_data" for o in c.get("outputs", [])) for c in nb.cells), \
+            "notebook 01 showed no routing plot of its run"
+    if path.name.startswith("02"):
+        assert "no slice study results at" in _text(nb)  # one line, then skipped
+
+
+@pytest.mark.slow
+def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, tmp_path,
+                                                           monkeypatch):
+    """A checkout where fit ran from the root with a relative data_dir, then test, then a
+    run without checkpoints, and a slice study; the notebook starts in notebooks/."""
+    import shutil
+
+    from tiny_run import tiny_args
+
+    from cifar_moe.cli import cli_main
+    from cifar_moe.data import CIFAR10DataModule
+    from cifar_moe.evaluation import per_class_accuracy, predict_labels
+    from cifar_moe.study.report import aggregate
+    from cifar_moe.training.callbacks import format_per_class
+    from cifar_moe.training.module import LitClassifier
+
+    shutil.copytree(synthetic_data_dir, tmp_path / "data")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in tiny_args(tmp_path, tmp_path / "data", epochs=2)
+            if not a.startswith(("--data.data_dir", "--trainer.default_root_dir"))]
+    fit = cli_main(["fit", *args, "--data.data_dir=data"])  # relative to the repo root
+    best = fit.trainer.checkpoint_callback.best_model_path
+    cli_main(["test", *args, "--data.data_dir=data", f"--ckpt_path={best}"])
+    cli_main(["validate", *args, "--data.data_dir=data"])  # version_1: no checkpoint
+    runs = [{"seed": s, "status": "ok", "test_acc": 0.3 + s / 10, "val_acc_curve": [0.2, 0.3],
+             "val_epochs": [0, 1]} for s in (0, 1)]
+    study = tmp_path / "lightning_logs" / "studies" / "slice"
+    study.mkdir(parents=True)
+    study.joinpath("results.json").write_text(json.dumps({"rows": [
+        {"name": f"row {i}", "runs": runs, "aggregate": aggregate(runs)} for i in (1, 2)]}))
+
+    monkeypatch.setenv("CIFAR_MOE_FAST", "1")
+    nb = _run_notebook(NOTEBOOKS[1], tmp_path / "notebooks")
+    text = _text(nb)
+    assert f"lightning_logs/version_0, checkpoint {Path(best).name}, started from {tmp_path}" \
+        in text
+    # The per-class table is that of the loaded checkpoint on the run's own data folder.
+    model = LitClassifier.load_from_checkpoint(best, map_location="cpu")
+    dm = CIFAR10DataModule(data_dir=str(tmp_path / "data"), val_size=40, num_workers=0)
+    dm.setup("test")
+    preds, targets = predict_labels(model, dm.test_dataloader())
+    assert format_per_class(model.class_names, per_class_accuracy(preds, targets, 10)) in text
+    study_cell = next(c for c in nb.cells if "study_results(STUDY)" in c.source)
+    assert [o.output_type for o in study_cell.outputs] == ["display_data"]

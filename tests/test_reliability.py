@@ -42,18 +42,28 @@ class SigtermAt(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+LOADERS = {  # the per-image loader in-process and with persistent workers; the device path
+    "workers 0": ["--data.num_workers=0", "--data.device_augment=false"],
+    "persistent workers 2": ["--data.num_workers=2", "--data.persistent_workers=true",
+                             "--data.device_augment=false"],
+    "device path": ["--data.device_augment=true"],
+}
+
+
 @pytest.mark.slow
-def test_sigterm_then_resume_equals_uninterrupted(synthetic_data_dir, tmp_path, capsys):
-    full = cli_main(_args(synthetic_data_dir, tmp_path / "full"))
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_sigterm_then_resume_equals_uninterrupted(loader, synthetic_data_dir, tmp_path, capsys):
+    extra = ["--data.crop_padding=4", "--data.brightness=0.3", *LOADERS[loader]]
+    full = cli_main(_args(synthetic_data_dir, tmp_path / "full", *extra))
     # Same run, killed by SIGTERM in the middle of epoch 1 (after mixing epoch 0 ended).
-    cli = cli_main(_args(synthetic_data_dir, tmp_path / "cut")[1:], run=False)
+    cli = cli_main(_args(synthetic_data_dir, tmp_path / "cut", *extra)[1:], run=False)
     cli.trainer.callbacks.append(SigtermAt(epoch=1, batch=2))
     with pytest.raises(SystemExit):
         cli.trainer.fit(cli.model, cli.datamodule)
     ckpts = latest_run(tmp_path / "cut" / "lightning_logs") / "checkpoints"
     assert (ckpts / "interrupted.ckpt").is_file()
     assert f"Exact resume: --ckpt_path {ckpts / 'last.ckpt'}" in capsys.readouterr().err
-    resumed = cli_main(_args(synthetic_data_dir, tmp_path / "cut",
+    resumed = cli_main(_args(synthetic_data_dir, tmp_path / "cut", *extra,
                              f"--ckpt_path={ckpts / 'last.ckpt'}"))
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name

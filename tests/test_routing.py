@@ -45,7 +45,7 @@ def test_temperature_schedule_end_points():
     assert schedule.tau_at(5) == pytest.approx(15.5)
 
 
-@pytest.mark.parametrize("kind", ["cv2", "entropy"])
+@pytest.mark.parametrize("kind", ["cv2", "entropy", "mutual_info"])
 def test_balance_penalty_zero_at_balance_and_has_gradient(kind):
     balanced = torch.eye(K).repeat(4, 1)
     assert balance_penalty(balanced, kind).item() == pytest.approx(0, abs=1e-6)
@@ -53,6 +53,52 @@ def test_balance_penalty_zero_at_balance_and_has_gradient(kind):
     penalty = balance_penalty(logits.softmax(dim=1), kind)
     penalty.backward()
     assert penalty > 0 and logits.grad.abs().sum() > 0
+
+
+def test_mutual_info_penalty_prefers_confident_balanced_routing():
+    one_hot = torch.eye(K).repeat(4, 1)
+    uniform = torch.full((16, K), 1 / K)
+    collapsed = torch.zeros(16, K)
+    collapsed[:, 0] = 1
+    assert balance_penalty(one_hot, "mutual_info").item() == pytest.approx(0, abs=1e-6)
+    assert balance_penalty(uniform, "mutual_info").item() == pytest.approx(1, abs=1e-6)
+    assert balance_penalty(collapsed, "mutual_info").item() == pytest.approx(1, abs=1e-6)
+
+
+def test_default_router_starts_uniform_and_old_one_does_not():
+    torch.manual_seed(0)
+    x = torch.rand(32, 16, 4, 4) + 1.0  # post-ReLU-like: positive with a shared mean
+    assert torch.allclose(Router(16, K)(x), torch.full((32, K), 1 / K))
+    old = Router(16, K, input_norm=False, zero_init=False, logit_norm=False)
+    assert not torch.allclose(old(x), torch.full((32, K), 1 / K))
+
+
+def test_logit_norm_removes_the_shared_preference():
+    """Logits with a large common offset still give balanced routing once standardised."""
+    torch.manual_seed(0)
+    router = Router(16, K, zero_init=False)
+    with torch.no_grad():
+        router.mlp[3].weight.add_(torch.tensor([[4.0], [0.0], [0.0], [0.0]]))  # prefer expert 0
+    weights = router(torch.randn(256, 16, 4, 4))
+    assert summarize(weights)["balance"] > 0.9
+    old = Router(16, K, zero_init=False, logit_norm=False)
+    with torch.no_grad():
+        old.mlp[3].weight.add_(torch.tensor([[4.0], [0.0], [0.0], [0.0]]))
+    assert summarize(old(torch.randn(256, 16, 4, 4)))["balance"] < 0.5
+
+
+def test_router_aux_loss_reaches_the_router_and_is_read_once():
+    from cifar_moe.models import MoENet
+
+    net = MoENet(stem_width=8, widths=[8, 16], pool_after=[0, 1], router_aux="mutual_info",
+                 router_aux_weight=0.1).train()
+    net(torch.randn(8, 3, 32, 32))
+    aux = net.aux_loss()
+    aux.backward()
+    assert aux > 0 and net.aux_loss() is None
+    assert all(r.mlp[3].weight.grad is not None for r in net.routers())
+    net.eval()(torch.randn(8, 3, 32, 32))
+    assert net.aux_loss() is None  # evaluation adds nothing
 
 
 def test_router_tau_is_saved_in_its_state():
@@ -83,5 +129,5 @@ def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, 
         assert f"route/block1/{metric}" in scalars
     taus = [v for _, v in scalars["route/tau"]]
     assert taus[0] == pytest.approx(30) and taus[-1] < 30
-    assert "train/balance_penalty" in scalars
+    assert "train/aux_loss" in scalars  # the overlay's balance penalty reached the loss
     assert "route/block0/class_expert" in read_image_tags(run)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader
 
 from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, META_FILE
 from cifar_moe.data.augment import (
@@ -16,7 +16,10 @@ from cifar_moe.data.batch_augment import BatchAugment
 from cifar_moe.data.cifar_files import read_class_names, read_split
 from cifar_moe.data.dataset import TensorImageDataset
 from cifar_moe.data.download import ensure_cifar10
+from cifar_moe.data.epoch_order import EpochShuffle, SeededSamples
+from cifar_moe.data.image_folder import ImageFolder, read_image_folder
 from cifar_moe.errors import UserError
+from cifar_moe.training.auto_settings import AUTO, Auto, facts_for_trainer, settle
 
 
 class CIFAR10DataModule(L.LightningDataModule):
@@ -40,7 +43,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         hue: colour-jitter hue strength in [0, 0.5]; 0 is off.
         rotation_degrees: random rotation range in degrees (+-); 0 is off.
         device_augment: hold the training set on the training device and augment whole
-            batches there (same settings, same distributions); off = per-image DataLoader.
+            batches there (same settings, same distributions); off = per-image DataLoader;
+            ``auto`` = on for a CUDA device only.
+        predict_dir: folder of PNG/JPEG images (any size; resized to 32x32) that
+            ``predict`` classifies; None predicts the test batch.
     """
 
     def __init__(
@@ -61,7 +67,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         saturation: float = 0.0,
         hue: float = 0.0,
         rotation_degrees: float = 0.0,
-        device_augment: bool = False,
+        device_augment: bool | Auto = AUTO,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -74,6 +81,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         self._resident: tuple[torch.Tensor, torch.Tensor] | None = None
         self.datasets: dict[str, TensorImageDataset] = {}
         self.train_indices = self.val_indices = None
+        self._order_seed: int | None = None
+        self._first_epoch = 0  # > 0 when resumed: see EpochShuffle
+        self.predict_folder: ImageFolder | None = None
 
     @property
     def folder(self) -> Path:
@@ -96,6 +106,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def prepare_data(self) -> None:
+        if self.hparams.predict_dir is not None and self.trainer and self.trainer.predicting:
+            self.setup("predict")  # the images alone: no CIFAR folder needed, no download
+            return
         # Reading here (before the Trainer creates log folders) means a bad folder or
         # val_size fails with nothing written; setup reuses what was read.
         ensure_cifar10(self.hparams.data_dir, self.hparams.download)
@@ -103,6 +116,9 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Read both splits into memory once and cut the seeded validation hold-out."""
+        if stage == "predict" and self.hparams.predict_dir is not None:
+            self._read_predict_dir()
+            return
         if self.datasets:
             return
         ensure_cifar10(self.hparams.data_dir, self.hparams.download)
@@ -134,25 +150,57 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         workers = self.hparams.num_workers
+        dataset, sampler = self.datasets[split], None
+        if train:  # order and augmentation from (seed, epoch, index): see epoch_order.py
+            sampler = EpochShuffle(len(dataset), self.order_seed, epoch=self._first_epoch)
+            dataset = SeededSamples(dataset)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.hparams.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             num_workers=workers,
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.hparams.persistent_workers and workers > 0,
+            # Worker seeds come from here, not from the global stream a checkpoint restores.
+            generator=torch.Generator().manual_seed(0),
         )
+
+    @property
+    def order_seed(self) -> int:
+        """Seed of the training order and augmentation: the run's seed, kept in checkpoints."""
+        if self._order_seed is None:
+            self._order_seed = torch.initial_seed() & ((1 << 63) - 1)
+        return self._order_seed
+
+    def state_dict(self) -> dict:
+        # The epoch a resume starts with: the next one when this one's batches are all done.
+        epoch, loop = 0, self.trainer.fit_loop if self.trainer else None
+        if loop is not None:
+            epoch = self.trainer.current_epoch + int(loop.epoch_loop.batch_progress.is_last_batch)
+        return {"order_seed": self.order_seed, "first_epoch": epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._order_seed = state_dict.get("order_seed", self._order_seed)
+        self._first_epoch = state_dict.get("first_epoch", 0)
 
     @property
     def eval_batch_size(self) -> int:
         return self.hparams.eval_batch_size or self.hparams.batch_size
 
+    @property
+    def uses_device_path(self) -> bool:
+        """``device_augment`` with ``auto`` settled for the trainer's device (off alone)."""
+        facts = facts_for_trainer(self.trainer)
+        return settle(self.hparams.device_augment, "device_augment", facts)
+
     def train_dataloader(self) -> DataLoader:
-        if self.hparams.device_augment:
+        if self.uses_device_path:
             # Batches of indices only; the images never leave the device (see below).
             n = len(self.datasets["train"])
-            batches = BatchSampler(RandomSampler(range(n)), self.hparams.batch_size, False)
-            return DataLoader(_IndexBatches(), sampler=batches, batch_size=None)
+            order = EpochShuffle(n, self.order_seed, keyed=False, epoch=self._first_epoch)
+            batches = BatchSampler(order, self.hparams.batch_size, False)
+            return DataLoader(range(n), batch_sampler=batches,
+                              generator=torch.Generator().manual_seed(0))
         return self._loader("train", train=True)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -175,14 +223,22 @@ class CIFAR10DataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        if self.hparams.predict_dir is None:
+            return self._loader("test", train=False)
+        self._read_predict_dir()
+        # In memory already, and normalising is cheap: workers would only add start-up time.
+        return DataLoader(self.predict_folder.dataset(self.eval_transform),
+                          batch_size=self.eval_batch_size, num_workers=0)
 
+    @property
+    def predict_names(self) -> list[str] | None:
+        """File names of the ``predict_dir`` images in row order; None for the test batch."""
+        return None if self.predict_folder is None else self.predict_folder.names
 
-class _IndexBatches:
-    """A 'dataset' whose item for a list of indices is that list as a tensor."""
-
-    def __getitem__(self, indices: list[int]) -> torch.Tensor:
-        return torch.tensor(indices)
+    def _read_predict_dir(self) -> None:
+        if self.predict_folder is None:
+            self.predict_folder = read_image_folder(self.hparams.predict_dir)
+            self.predict_folder.report()
 
 
 def _check_settings(h) -> None:
@@ -197,6 +253,8 @@ def _check_settings(h) -> None:
         (h.crop_padding >= 0, "data.crop_padding", h.crop_padding, "use 0 (off) or more"),
         (0.0 <= h.hue <= 0.5, "data.hue", h.hue, "use a value in [0, 0.5]"),
         (h.rotation_degrees >= 0, "data.rotation_degrees", h.rotation_degrees, "use 0 or more"),
+        (h.predict_dir is None or Path(h.predict_dir).is_dir(), "data.predict_dir",
+         h.predict_dir, "pass an existing folder of PNG/JPEG images"),
     ]
     checks += [
         (getattr(h, k) >= 0, f"data.{k}", getattr(h, k), "use 0 (off) or more")

@@ -16,6 +16,7 @@ class PlainExpertBlock(nn.Module):
         reduction: router MLP bottleneck ratio.
         dropout: dropout probability after BatchNorm.
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
+        router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
     """
 
     def __init__(
@@ -26,9 +27,10 @@ class PlainExpertBlock(nn.Module):
         reduction: int = 4,
         dropout: float = 0.0,
         impl: ExpertImpl = "auto",
+        router: dict | None = None,
     ) -> None:
         super().__init__()
-        self.router = Router(in_channels, num_experts, reduction)
+        self.router = Router(in_channels, num_experts, reduction, **(router or {}))
         self.experts = ExpertConv2d(in_channels, out_channels, num_experts, impl)
         self.post = nn.Sequential(
             nn.BatchNorm2d(out_channels), nn.Dropout(dropout), nn.ReLU(inplace=True)
@@ -54,6 +56,7 @@ class ResidualExpertBlock(nn.Module):
         bottleneck_ratio: the 1x1 conv maps to max(out_channels // bottleneck_ratio, 1)
             channels. 4, as in ResNet bottlenecks: it divides the K experts' parameters
             and FLOPs by 4 against full-width experts, the block's main cost at K = 4.
+        router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
     """
 
     def __init__(
@@ -65,10 +68,11 @@ class ResidualExpertBlock(nn.Module):
         dropout: float = 0.0,
         impl: ExpertImpl = "auto",
         bottleneck_ratio: int = 4,
+        router: dict | None = None,
     ) -> None:
         super().__init__()
         mid = max(out_channels // bottleneck_ratio, 1)
-        self.router = Router(in_channels, num_experts, reduction)
+        self.router = Router(in_channels, num_experts, reduction, **(router or {}))
         self.reduce = nn.Sequential(
             nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)
         )

@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from cifar_moe.errors import UserError
@@ -27,6 +28,14 @@ class MoENet(nn.Module):
         pool_after: indices of blocks followed by a 2x2 max-pool.
         num_experts: K, experts per block; 1 gives a static conv net (the control).
         reduction: router MLP bottleneck ratio r (hidden = C // r).
+        router_norm: routers standardise their pooled input over the batch (keeps routing
+            input-dependent; False is the pre-fix default, kept for the ablation).
+        router_zero_init: routers start exactly uniform (False: He init, the pre-fix default).
+        router_logit_norm: routers standardise their logits over the batch (no
+            input-independent preference, bounded scale; False is the pre-fix default).
+        router_aux: routing regulariser, a ``balance_penalty`` kind: ``cv2``, ``entropy``
+            (balance), ``mutual_info`` (balance and confident per-image choices).
+        router_aux_weight: its weight in the training loss (via ``aux_loss``); 0 is off.
         block: ``plain`` (experts -> BN -> dropout -> ReLU) or ``residual`` (bottleneck + skip).
         block_dropout: dropout probability inside every block.
         classifier_dropout: dropout probability before the final linear layer.
@@ -42,6 +51,11 @@ class MoENet(nn.Module):
         pool_after: list[int] = [0, 1, 2],  # noqa: B006
         num_experts: int = 2,
         reduction: int = 4,
+        router_norm: bool = True,
+        router_zero_init: bool = True,
+        router_logit_norm: bool = True,
+        router_aux: Literal["cv2", "entropy", "mutual_info"] = "entropy",
+        router_aux_weight: float = 0.0,
         block: Literal["plain", "residual"] = "plain",
         block_dropout: float = 0.0,
         classifier_dropout: float = 0.0,
@@ -51,10 +65,16 @@ class MoENet(nn.Module):
     ) -> None:
         super().__init__()
         _check(widths, pool_after, num_experts, reduction, block, block_dropout,
-               classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width)
+               classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width,
+               router_aux_weight)
         self.num_experts = num_experts
         self.stem = Stem(stem_width)
-        extra = {"bottleneck_ratio": bottleneck_ratio} if block == "residual" else {}
+        router = {"input_norm": router_norm, "zero_init": router_zero_init,
+                  "logit_norm": router_logit_norm,
+                  "aux_kind": router_aux, "aux_weight": router_aux_weight}
+        extra: dict = {"router": router}
+        if block == "residual":
+            extra["bottleneck_ratio"] = bottleneck_ratio
         layers: list[nn.Module] = []
         in_channels = stem_width
         for index, width in enumerate(widths):
@@ -69,6 +89,16 @@ class MoENet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.blocks(self.stem(x)))
+
+    def aux_loss(self) -> Tensor | None:
+        """The routers' regulariser of the last training forward (mean over blocks), or None.
+
+        A training loop adds it to the task loss; any network may offer this method.
+        """
+        losses = [r.aux_loss for r in self.routers() if r.aux_loss is not None]
+        for r in self.routers():
+            r.aux_loss = None  # read once: no graph outlives its step
+        return torch.stack(losses).mean() if losses else None
 
     def expert_blocks(self) -> Iterator[nn.Module]:
         """The routed blocks, in order; each has ``.router`` and ``.experts``."""
@@ -86,11 +116,15 @@ class MoENet(nn.Module):
 
 
 def init_weights(net: nn.Module) -> None:
-    """He init on convs and linears, zero biases, BN at identity; experts keep their own."""
+    """He init on convs and linears, zero biases, BN at identity; experts and routers keep
+    their own init (``reset_parameters``)."""
+    owned = {id(m) for r in net.modules() if isinstance(r, Router) for m in r.modules()}
     for module in net.modules():
-        if isinstance(module, ExpertConv2d):
+        if isinstance(module, (ExpertConv2d, Router)):
             module.reset_parameters()
-        elif isinstance(module, nn.Conv2d):
+        if id(module) in owned or isinstance(module, ExpertConv2d):
+            continue
+        if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.Linear):
             # fan_in keeps logits O(1): fan_out on a 10-way head gives logits of std ~5 and a
@@ -104,7 +138,7 @@ def init_weights(net: nn.Module) -> None:
 
 
 def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,
-           bottleneck_ratio, impl, num_classes, stem_width) -> None:
+           bottleneck_ratio, impl, num_classes, stem_width, router_aux_weight) -> None:
     """One line per bad setting, naming it, before anything is built."""
     rules = [
         (k >= 1, "num_experts", k, "use 1 (static control) or more"),
@@ -114,6 +148,7 @@ def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dr
         (all(0 <= i < len(widths) for i in pool_after), "pool_after", pool_after,
          f"use block indices 0..{len(widths) - 1}"),
         (reduction >= 1, "reduction", reduction, "use 1 or more"),
+        (router_aux_weight >= 0, "router_aux_weight", router_aux_weight, "use 0 (off) or more"),
         (block in BLOCKS, "block", block, f"use one of {', '.join(BLOCKS)}"),
         (impl in IMPLS, "impl", impl, f"use one of {', '.join(IMPLS)}"),
         (0 <= block_dropout < 1, "block_dropout", block_dropout, "use a value in [0, 1)"),

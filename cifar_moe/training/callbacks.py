@@ -1,8 +1,5 @@
 """Per-class accuracy and confusion matrix for validation and test."""
 
-import sys
-from pathlib import Path
-
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -89,25 +86,3 @@ def _log_confusion(trainer, stage, confusion, class_names) -> None:
         # add_figure closes the figure, so a long run does not pile them up in memory
         logger.experiment.add_figure(f"{stage}/confusion", fig, global_step=trainer.global_step)
 
-
-class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C or SIGTERM during fit: save ``interrupted.ckpt`` and say how to resume.
-
-    ``last.ckpt`` (end of the last finished epoch) is the exact resume point: resuming from
-    it reproduces an uninterrupted run. ``interrupted.ckpt`` keeps the work of the partial
-    epoch, but that epoch restarts its data order, so it is close rather than exact.
-    """
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            return
-        ckpt_cb = trainer.checkpoint_callback
-        folder = Path(ckpt_cb.dirpath) if ckpt_cb and ckpt_cb.dirpath else Path(trainer.log_dir)
-        path = folder / "interrupted.ckpt"
-        trainer.save_checkpoint(path)
-        last = getattr(ckpt_cb, "last_model_path", "") or "none (no epoch finished)"
-        if trainer.is_global_zero:
-            print(f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-                  f"saved {path}. Exact resume: --ckpt_path {last}", file=sys.stderr)

@@ -5,8 +5,13 @@ distribution*, then a plain mean over the batch. Linearity is what makes a mixed
 exact: for a target t = lam * onehot(a) + (1 - lam) * onehot(b), the loss equals
 lam * L(a) + (1 - lam) * L(b). Label smoothing is applied to the target first (also
 linear), and class weights scale each class's term, so none of them breaks this.
+
+Cross-entropy is torch's own ``F.cross_entropy``: it takes hard labels or class
+probabilities (mixed batches) and smooths either as t * (1 - eps) + eps / C, exactly
+:func:`smooth_targets` (tested). The focal loss has no torch counterpart and is written here.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -40,23 +45,15 @@ def class_weight_vector(
     return weights
 
 
-class SoftTargetCrossEntropy(nn.Module):
-    """Cross-entropy with label smoothing that also accepts soft (mixed) targets."""
-
-    def __init__(self, num_classes: int, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.label_smoothing = label_smoothing
-
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        target = smooth_targets(targets, self.num_classes, self.label_smoothing)
-        return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+def cross_entropy_loss(label_smoothing: float = 0.0):
+    """``F.cross_entropy`` with label smoothing, for hard labels (B,) or soft targets (B, C)."""
+    return functools.partial(F.cross_entropy, label_smoothing=label_smoothing)
 
 
 class FocalLoss(nn.Module):
     """Multi-class focal loss, sum_c -w_c t_c (1 - p_c)^gamma log p_c, on soft targets.
 
-    With gamma 0 and unit weights it is exactly :class:`SoftTargetCrossEntropy`.
+    With gamma 0 and unit weights it is exactly :func:`cross_entropy_loss`.
     """
 
     def __init__(

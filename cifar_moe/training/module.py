@@ -10,18 +10,30 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics.classification import MulticlassAccuracy
 
 from cifar_moe.constants import CIFAR10_CLASSES
 from cifar_moe.errors import UserError
-from cifar_moe.routing_metrics import balance_penalty
-from cifar_moe.training.losses import FocalLoss, SoftTargetCrossEntropy, class_weight_vector
+from cifar_moe.inference import Classification, classify
+from cifar_moe.training.auto_settings import (
+    AUTO,
+    Auto,
+    call_compiled_or_eager,
+    compile_in_place,
+    facts_for_trainer,
+    settle,
+)
+from cifar_moe.training.checkpointing import rng_states, set_rng_states
+from cifar_moe.training.losses import FocalLoss, class_weight_vector, cross_entropy_loss
 from cifar_moe.training.mixing import BatchMixer
-from cifar_moe.training.rng import rng_states, set_rng_states
-from cifar_moe.training.routing_callbacks import find_routers
+from cifar_moe.training.schedules import scheduler_config
+from cifar_moe.training.tta import TTAMode, tta_logits
 
 STAGES = ("train", "val", "test")
+
+# EMAWeightAveraging (configs/extras/ema.yaml) warns about any configure_model override since
+# it cannot shard; ours only sets the memory format and compiles, so the warning misleads.
+warnings.filterwarnings("ignore", message="You're using the WeightAveraging callback with a")
 
 
 class LitClassifier(L.LightningModule):
@@ -42,11 +54,13 @@ class LitClassifier(L.LightningModule):
         optimizer: optimizer class and arguments (``class_path`` + ``init_args`` in YAML).
         scheduler: LR scheduler; OneCycleLR gets total_steps from the trainer and steps
             per batch, any other scheduler steps per epoch. None = constant LR.
-        balance_weight: weight of the router balance regulariser; 0 turns it off.
-        balance_kind: ``cv2`` (importance CV^2) or ``entropy`` (1 - batch-mean entropy).
-        channels_last: run the network in channels_last memory format.
+        channels_last: run the network in channels_last memory format; ``auto`` = on a
+            CUDA device only.
         compile: run the network through ``torch.compile`` (parameters and checkpoints are
-            those of the plain network).
+            those of the plain network); ``auto`` = on a CUDA device only. If compiling
+            fails, one line says so and the run goes on eager.
+        tta: test-time augmentation at val/test/predict/classify: ``flip`` averages the
+            logits of each image and its mirror (``cifar_moe/training/tta.py``).
     """
 
     def __init__(
@@ -63,10 +77,9 @@ class LitClassifier(L.LightningModule):
         mix_until_epoch: int | None = None,
         optimizer: OptimizerCallable = torch.optim.SGD,
         scheduler: LRSchedulerCallable | None = None,
-        balance_weight: float = 0.0,
-        balance_kind: Literal["cv2", "entropy"] = "cv2",
-        channels_last: bool = False,
-        compile: bool = False,
+        channels_last: bool | Auto = AUTO,
+        compile: bool | Auto = AUTO,
+        tta: TTAMode = "none",
     ) -> None:
         super().__init__()
         _save_hparams_without_module(self)
@@ -78,15 +91,12 @@ class LitClassifier(L.LightningModule):
         self.mixer = BatchMixer(
             len(self.class_names), mixup_alpha, cutmix_alpha, cutmix_prob, mix_until_epoch
         )
-        self.balance_weight, self.balance_kind = balance_weight, balance_kind
-        self.balanced_routers = find_routers(net) if balance_weight > 0 else []
-        for router in self.balanced_routers:
-            router.keep_graph = True
-        self.channels_last, self.compile_net = channels_last, compile
-        # Kept out of the module registry so state_dict keys stay those of `net`.
-        object.__setattr__(self, "_compiled", None)
+        self.speed_settings = {"channels_last": channels_last, "compile": compile}
+        self.channels_last = channels_last is True  # 'auto' is settled in configure_model
         self.optimizer_factory = _checked_optimizer(optimizer)
         self.scheduler_factory = scheduler
+        self._resumed_schedulers: list[dict] | None = None
+        self.tta = tta
         num_classes = len(self.class_names)
         # One metric object per stage: Lightning resets and syncs each at its own epoch end.
         # (ModuleDict keys cannot be "train": it would shadow nn.Module.train.)
@@ -94,15 +104,17 @@ class LitClassifier(L.LightningModule):
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
 
     def configure_model(self) -> None:
+        facts = facts_for_trainer(self._trainer)
+        self.channels_last = settle(self.speed_settings["channels_last"], "channels_last", facts)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if self.compile_net and self._compiled is None:
-            object.__setattr__(self, "_compiled", torch.compile(self.net))
+        if settle(self.speed_settings["compile"], "compile", facts):
+            compile_in_place(self.net)  # in place: state_dict keys stay those of `net`
 
     def forward(self, images: Tensor) -> Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return (self._compiled or self.net)(images)
+        return call_compiled_or_eager(self.net, images)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         images, labels = batch
@@ -110,12 +122,12 @@ class LitClassifier(L.LightningModule):
         mixing = stage == "train" and self.mixer.active(self.current_epoch)
         if mixing:
             images, targets = self.mixer(images, labels)  # targets: (B, C) soft
-        logits = self(images)
+        logits = self(images) if stage == "train" else tta_logits(self, images, self.tta)
         loss = self.loss_fn(logits, targets)
         if stage == "train":
             self._check_finite(loss)
-        if stage == "train" and self.balanced_routers:
-            loss = loss + self._balance_loss()
+        if stage == "train":
+            loss = loss + self._aux_loss()
         # On a mixed batch accuracy is measured against each sample's dominant label.
         reference = targets.argmax(dim=-1) if mixing else labels
         preds = logits.argmax(dim=-1)
@@ -154,15 +166,19 @@ class LitClassifier(L.LightningModule):
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Read by configure_optimizers, which Lightning calls before restoring schedulers.
+        self._resumed_schedulers = checkpoint.get("lr_schedulers")
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
-    def _balance_loss(self) -> Tensor:
-        penalty = torch.stack(
-            [balance_penalty(r.live_weights, self.balance_kind) for r in self.balanced_routers]
-        ).mean()
-        self.log("train/balance_penalty", penalty, on_step=False, on_epoch=True)
-        return self.balance_weight * penalty
+    def _aux_loss(self) -> Tensor | float:
+        """The network's own regulariser (``net.aux_loss()``, e.g. routing balance), if any."""
+        aux = getattr(self.net, "aux_loss", None)
+        value = aux() if callable(aux) else None
+        if value is None:
+            return 0.0
+        self.log("train/aux_loss", value, on_step=False, on_epoch=True)
+        return value
 
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, "train")
@@ -175,7 +191,11 @@ class LitClassifier(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(images).softmax(dim=-1)
+        return tta_logits(self, images, self.tta).softmax(dim=-1)
+
+    def classify(self, images, batch_size: int = 256) -> Classification:
+        """Class names and probabilities for uint8 or PIL images: see ``cifar_moe.inference``."""
+        return classify(self, images, batch_size)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
@@ -184,12 +204,8 @@ class LitClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self._scheduler_config(optimizer)}
 
     def _scheduler_config(self, optimizer) -> dict:
-        target = _factory_class(self.scheduler_factory)
-        if target is not None and issubclass(target, OneCycleLR):
-            total = int(self.trainer.estimated_stepping_batches)
-            scheduler = self.scheduler_factory(optimizer, total_steps=total)
-            return {"scheduler": scheduler, "interval": "step"}
-        return {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}
+        saved = (self._resumed_schedulers or [None])[0]
+        return scheduler_config(self.scheduler_factory, optimizer, self.trainer, saved)
 
 
 def _save_hparams_without_module(module: L.LightningModule) -> None:
@@ -219,14 +235,7 @@ def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:
     return factory
 
 
-def _factory_class(factory) -> type | None:
-    """The class a factory builds: the class itself, or the one jsonargparse's partial wraps."""
-    if inspect.isclass(factory):
-        return factory
-    return next((arg for arg in getattr(factory, "args", ()) if inspect.isclass(arg)), None)
-
-
-def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights) -> nn.Module:
+def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights):
     if not 0.0 <= label_smoothing < 1.0:
         raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
     weights = class_weight_vector(class_weights, class_names)
@@ -234,4 +243,4 @@ def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights) 
         return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights)
     if class_weights:
         raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
-    return SoftTargetCrossEntropy(len(class_names), label_smoothing)
+    return cross_entropy_loss(label_smoothing)

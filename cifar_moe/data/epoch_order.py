@@ -1,0 +1,67 @@
+"""Training order and augmentation draws that are a function of (seed, epoch, index) only.
+
+Why: with persistent DataLoader workers, each worker's random stream starts once per run
+and then runs on across epochs. That stream is in no checkpoint, so a run resumed from
+``last.ckpt`` augmented differently from the uninterrupted run. Here the shuffle of an
+epoch is drawn from ``(seed, epoch)`` and each sample's augmentation from
+``(seed, epoch, index)``: the same whatever the number of workers, whether they persist,
+and whether the run was resumed. ``seed`` itself is saved in the checkpoint.
+"""
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+_SEED_MASK = (1 << 63) - 1
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (tuple hashing of ints is the same in every process)."""
+    return hash(tuple(parts)) & _SEED_MASK
+
+
+class EpochShuffle(Sampler):
+    """A fresh permutation of ``range(n)`` every epoch, drawn from ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before each epoch, but it builds the first epoch's
+    iterator before that call (and worker processes draw ahead at once), so a resumed run
+    must construct the sampler with its first ``epoch``. With ``keyed`` the sampler yields
+    ``(index, sample_seed)`` pairs for :class:`SeededSamples`; without, plain indices.
+    """
+
+    def __init__(self, n: int, seed: int, keyed: bool = True, epoch: int = 0) -> None:
+        self.n, self.seed, self.keyed, self.epoch = n, seed, keyed, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator:
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
+        order = torch.randperm(self.n, generator=generator).tolist()
+        if not self.keyed:
+            return iter(order)
+        return ((i, derived_seed(self.seed, self.epoch, i)) for i in order)
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` with torch's random generator seeded from the sample's key.
+
+    The caller's generator state is restored afterwards (it matters with ``num_workers=0``,
+    where this runs in the training process).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]

@@ -1,0 +1,77 @@
+"""Run a study: every row of a YAML at every seed, each run in its own process, one table.
+
+    python -m cifar_moe.study configs/studies/slice.yaml            # run (or resume) it
+    python -m cifar_moe.study configs/studies/slice.yaml --jobs 2   # two runs side by side
+    python -m cifar_moe.study configs/studies/slice.yaml --render   # tables/figure only
+
+The study YAML (relative paths resolve against the current folder, the repo root)::
+
+    data: {data_dir: ../shared/data/cifar-10-mini, val_size: 500}   # --data.<key>=<value>
+    seeds: [0, 1, 2]
+    out: lightning_logs/studies/slice        # optional; default lightning_logs/studies/<stem>
+    args: ["--trainer.max_epochs=3"]         # optional; added to every run
+    rows:
+      - name: focal + OneCycle (seed B, K=4)
+        configs: [configs/focal_onecycle.yaml]
+        args: []                             # optional; after the study's args
+        seeds: [0]                           # optional; overrides the study's seeds
+
+Each run (row x seed) is ``fit`` then ``test`` of its best-val/acc checkpoint, in a
+subprocess (``cifar_moe.study.child``) with its own folder ``<out>/runs/<row>/seed<k>/``
+(trainer root, ``stdout.log``, ``stderr.log``, then ``result.json`` or ``error.json``).
+A run that crashes is recorded as failed with its one-line error; the study goes on.
+
+Resume: running the same command again never redoes a run that has ``result.json``;
+half-finished runs (after a kill) and failed runs are wiped and run again.
+
+Outputs in ``<out>``: ``results.json`` (every number of every run, row aggregates),
+``results.md`` (tables), ``curves.png`` (val acc per epoch per row). Exit status: 0 when
+every run finished, 1 when some failed, 2 for a bad study YAML or option (one line).
+"""
+
+import argparse
+import sys
+
+from cifar_moe.errors import UserError
+from cifar_moe.study.report import render
+from cifar_moe.study.runner import run_study
+from cifar_moe.study.spec import load_study
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifar_moe.study",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("study", help="the study YAML")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs side by side (each gets cores // jobs torch threads)")
+    parser.add_argument("--out", default=None, help="results folder (overrides the YAML)")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite results.json/md and curves.png from the run folders")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command; returns the exit status (bad input exits 2 after one ``error:`` line)."""
+    opts = _parser().parse_args(argv)
+    try:
+        if opts.jobs < 1:
+            raise UserError(f"--jobs {opts.jobs}: use 1 or more")
+        study = load_study(opts.study, opts.out)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if not opts.render:
+        try:
+            run_study(study, opts.jobs)
+        except KeyboardInterrupt:
+            print("interrupted; run the same command again to resume", file=sys.stderr)
+            return 130
+    results = render(study)
+    failed = sum(row["aggregate"]["seeds_failed"] for row in results["rows"])
+    print(f"wrote {study.out / 'results.md'}, results.json, curves.png"
+          + (f"; {failed} run(s) failed" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

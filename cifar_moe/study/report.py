@@ -1,0 +1,90 @@
+"""Reading the run folders back: per-run records, row aggregates, and the three outputs.
+
+``render(study)`` writes ``results.json`` (every run's numbers plus row aggregates),
+``results.md`` (tables) and ``curves.png`` (validation accuracy per row) into ``study.out``.
+It reads only the run folders, so it works on a half-finished study too.
+"""
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+from cifar_moe.study.child import write_json_atomic
+from cifar_moe.study.runner import ERROR, RESULT, plan
+from cifar_moe.study.spec import Study
+
+SCALARS = ("test_acc", "best_val_acc", "epochs_run", "fit_seconds", "train_img_per_s")
+
+
+def load_run(folder: Path, seed: int) -> dict:
+    """A run's record: ``status`` ok (with its result), failed (with its error) or not run."""
+    record = {"seed": seed, "folder": str(folder)}
+    if (folder / RESULT).is_file():
+        return {**record, "status": "ok", **json.loads((folder / RESULT).read_text())}
+    if (folder / ERROR).is_file():
+        return {**record, "status": "failed", **json.loads((folder / ERROR).read_text())}
+    return {**record, "status": "not run"}
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def curve_band(runs: list[dict]) -> dict:
+    """Validation accuracy per epoch over the runs: epochs, mean, min, max, std."""
+    by_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        # A run that validates several times per epoch contributes its last value.
+        last = dict(zip(run["val_epochs"], run["val_acc_curve"], strict=True))
+        for epoch, value in last.items():
+            by_epoch.setdefault(epoch, []).append(value)
+    epochs = sorted(by_epoch)
+    values = [by_epoch[e] for e in epochs]
+    return {"epochs": epochs, "mean": [statistics.fmean(v) for v in values],
+            "min": [min(v) for v in values], "max": [max(v) for v in values],
+            "std": [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]}
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Means over a row's finished runs (std of test acc where 2+ seeds finished)."""
+    ok = [r for r in runs if r["status"] == "ok"]
+    agg = {"seeds_ok": len(ok), "seeds_failed": sum(r["status"] == "failed" for r in runs),
+           "seeds_not_run": sum(r["status"] == "not run" for r in runs)}
+    for key in SCALARS:
+        agg[f"{key}_mean"] = _mean([r.get(key) for r in ok])
+    accs = [r["test_acc"] for r in ok]
+    agg["test_acc_std"] = statistics.stdev(accs) if len(accs) > 1 else None
+    keys = sorted({k for r in ok for k in r.get("routing", {})})
+    agg["routing_mean"] = {k: _mean([r["routing"].get(k) for r in ok]) for k in keys}
+    agg["val_acc_curve"] = curve_band(ok)
+    return agg
+
+
+def collect(study: Study) -> dict:
+    """Everything the run folders hold, row by row, with aggregates."""
+    runs = plan(study)
+    rows = []
+    for row in study.rows:
+        records = [load_run(r.folder, r.seed) for r in runs if r.row is row]
+        rows.append({"name": row.name, "slug": row.slug,
+                     "configs": [str(c) for c in row.configs], "args": row.args,
+                     "seeds": row.seeds, "aggregate": aggregate(records), "runs": records})
+    return {"study": str(study.path), "out": str(study.out), "data": study.data,
+            "seeds": study.seeds, "args": study.args, "rows": rows}
+
+
+def render(study: Study) -> dict:
+    """Write results.json, results.md and curves.png from the run folders; the collection."""
+    from cifar_moe.study.figure import curves_figure
+    from cifar_moe.study.table import markdown
+
+    results = collect(study)
+    study.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(study.out / "results.json", results)
+    tmp = study.out / ".results.md.tmp"
+    tmp.write_text(markdown(results))
+    os.replace(tmp, study.out / "results.md")
+    curves_figure(results, study.out / "curves.png")
+    return results

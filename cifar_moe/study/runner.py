@@ -1,0 +1,120 @@
+"""Runs every (row, seed) of a study in its own subprocess, resuming what exists.
+
+Folder of a run: ``<out>/runs/<row-slug>/seed<k>/``. ``result.json`` there means done (never
+redone); ``error.json`` means failed (retried, like any folder without ``result.json``,
+which is wiped first so that a run always starts clean).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cifar_moe.study.child import write_json_atomic
+from cifar_moe.study.spec import Row, Study
+
+RESULT, ERROR, STDOUT, STDERR = "result.json", "error.json", "stdout.log", "stderr.log"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the table: a row at a seed, and its folder."""
+
+    row: Row
+    seed: int
+    folder: Path
+
+
+def run_folder(study: Study, row: Row, seed: int) -> Path:
+    return study.out / "runs" / row.slug / f"seed{seed}"
+
+
+def plan(study: Study) -> list[Run]:
+    """Every run, seed by seed, so that an interrupted study has whole seeds of all rows."""
+    # The study's seeds in their order, then seeds that only some rows name.
+    seeds = list(dict.fromkeys([*study.seeds, *(s for row in study.rows for s in row.seeds)]))
+    return [Run(row, seed, run_folder(study, row, seed))
+            for seed in seeds for row in study.rows if seed in row.seeds]
+
+
+def child_command(study: Study, run: Run, threads: int | None) -> list[str]:
+    """The child's full argv: configs first (later args override them), forced flags last."""
+    thread_args = ["--threads", str(threads)] if threads else []
+    return [sys.executable, "-m", "cifar_moe.study.child", "--run-dir", str(run.folder),
+            *thread_args, "--", *(f"--config={c}" for c in run.row.configs),
+            *study.data_args(), *study.args, *run.row.args,
+            f"--seed_everything={run.seed}", "--trainer.enable_progress_bar=false"]
+
+
+def one_line_error(stderr: str, returncode: int) -> str:
+    """The last ``error: ...`` line, else the last non-empty line, else the exit status."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    if errors:
+        return errors[-1][len("error:"):].strip()
+    if lines:
+        return lines[-1][:400]
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode} without a message"
+
+
+def threads_per_run(jobs: int) -> int | None:
+    """Torch threads per child when runs share the cores; None (torch's default) for one."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+def execute(study: Study, run: Run, threads: int | None) -> dict | None:
+    """Run one cell from a clean folder; None when it succeeded, else its error record."""
+    if run.folder.exists():
+        shutil.rmtree(run.folder)
+    run.folder.mkdir(parents=True)
+    cmd = child_command(study, run, threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    with open(run.folder / STDOUT, "w") as out, open(run.folder / STDERR, "w") as err:
+        code = subprocess.run(cmd, stdout=out, stderr=err, env=env).returncode
+    if code == 0 and (run.folder / RESULT).is_file():
+        return None
+    message = one_line_error((run.folder / STDERR).read_text(errors="replace"), code)
+    record = {"error": message, "returncode": code, "argv": cmd}
+    write_json_atomic(run.folder / ERROR, record)
+    return record
+
+
+def _describe(run: Run, error: dict | None) -> str:
+    if error is not None:
+        return f"failed: {error['error']}"
+    result = json.loads((run.folder / RESULT).read_text())
+    return f"test acc {result['test_acc'] * 100:.1f}% (fit {result['fit_seconds']:.0f} s)"
+
+
+def run_study(study: Study, jobs: int = 1) -> int:
+    """Run what is not done yet, ``jobs`` at a time; the number of runs that failed."""
+    todo = [run for run in plan(study) if not (run.folder / RESULT).is_file()]
+    total, lock, failed = len(todo), threading.Lock(), []
+    threads = threads_per_run(jobs)
+    print(f"study {study.path.name}: {len(plan(study)) - total} of {len(plan(study))} runs "
+          f"already done, {total} to run ({jobs} at a time) -> {study.out}", flush=True)
+
+    def one(index: int, run: Run) -> None:
+        label = f"[{index}/{total}] {run.row.name}, seed {run.seed}"
+        with lock:
+            print(f"{label}: started", flush=True)
+        error = execute(study, run, threads)
+        with lock:
+            failed.extend([run] if error else [])
+            print(f"{label}: {_describe(run, error)}", flush=True)
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in [pool.submit(one, i, run) for i, run in enumerate(todo, 1)]:
+            future.result()
+    finally:
+        # On Ctrl-C start nothing new; the running children got the same SIGINT.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return len(failed)

@@ -1,0 +1,156 @@
+"""A study YAML -> validated dataclasses; any mistake is one :class:`UserError` line.
+
+Relative paths (``configs``, ``data.data_dir``, ``out``) resolve against the current
+working directory, and the absolute paths are what the runs receive.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cifar_moe.errors import UserError
+
+TOP_KEYS = {"data", "seeds", "out", "args", "rows"}
+ROW_KEYS = {"name", "configs", "args", "seeds"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a recipe (configs + overrides) run over some seeds."""
+
+    name: str
+    slug: str
+    configs: list[Path]
+    args: list[str]
+    seeds: list[int]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A whole study: shared data and overrides, the rows, and where results go."""
+
+    path: Path
+    data: dict
+    seeds: list[int]
+    out: Path
+    args: list[str]
+    rows: list[Row] = field(default_factory=list)
+
+    def data_args(self) -> list[str]:
+        """``data`` as CLI overrides (non-strings as JSON, which jsonargparse reads)."""
+        return [f"--data.{key}={_cli_value(value)}" for key, value in self.data.items()]
+
+
+def slugify(name: str) -> str:
+    """A row name as a folder name: lowercase letters, digits and single dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def load_study(path: str | Path, out: str | Path | None = None) -> Study:
+    """Read and check a study YAML; ``out`` (``--out``) overrides the YAML's ``out``."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    where = path.name
+    _check_keys(raw, TOP_KEYS, {"data", "seeds", "rows"}, where)
+    data = _mapping(raw["data"], f"{where} data")
+    if "data_dir" in data:
+        data["data_dir"] = str(Path(str(data["data_dir"])).resolve())
+    seeds = _seeds(raw["seeds"], f"{where} seeds")
+    default_out = Path("lightning_logs") / "studies" / path.stem
+    out_dir = Path(out or raw.get("out") or default_out).resolve()
+    args = _args(raw.get("args", []), f"{where} args")
+    rows = _rows(raw["rows"], seeds, where)
+    return Study(path.resolve(), data, seeds, out_dir, args, rows)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"study {path}: file not found; pass the path of a study YAML")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        gist = " ".join(str(err).split())[:200]
+        raise UserError(f"study {path}: not valid YAML ({gist}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"study {path}: expected a mapping with keys data, seeds, rows")
+    return raw
+
+
+def _check_keys(raw: dict, allowed: set, required: set, where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; "
+                        f"use only {', '.join(sorted(allowed))}")
+    missing = sorted(required - set(raw))
+    if missing:
+        raise UserError(f"{where}: missing key {missing[0]!r}; add it "
+                        f"(required: {', '.join(sorted(required))})")
+
+
+def _mapping(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a mapping of data settings, "
+                        "e.g. {data_dir: ../shared/data/cifar-10-mini, val_size: 500}")
+    return dict(value)
+
+
+def _seeds(value, where: str) -> list[int]:
+    ok = isinstance(value, list) and value and all(
+        isinstance(s, int) and not isinstance(s, bool) for s in value)
+    if not ok or len(set(value)) != len(value):
+        raise UserError(f"{where}: expected a non-empty list of distinct integers, "
+                        "e.g. [0, 1, 2]")
+    return list(value)
+
+
+def _args(value, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise UserError(f"{where}: expected a list of CLI overrides, "
+                        "e.g. ['--trainer.max_epochs=3']")
+    bad = [a for a in value if not a.startswith("--")]
+    if bad:
+        raise UserError(f"{where}: {bad[0]!r} is not a CLI override; "
+                        "write it as '--<setting>=<value>'")
+    return list(value)
+
+
+def _rows(value, seeds: list[int], where: str) -> list[Row]:
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where} rows: expected a non-empty list of rows, "
+                        "each {name: ..., configs: [...], args: [...]}")
+    rows = [_row(item, seeds, f"{where} rows[{i}]") for i, item in enumerate(value)]
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row.slug in seen:
+            raise UserError(f"{where} rows: names {seen[row.slug]!r} and {row.name!r} are "
+                            "the same folder name; give every row a distinct name")
+        seen[row.slug] = row.name
+    return rows
+
+
+def _row(item, seeds: list[int], where: str) -> Row:
+    if not isinstance(item, dict):
+        raise UserError(f"{where}: expected a mapping {{name, configs, args, seeds}}")
+    _check_keys(item, ROW_KEYS, {"name", "configs"}, where)
+    name = item["name"]
+    if not isinstance(name, str) or not slugify(name):
+        raise UserError(f"{where} name: expected a non-empty text with letters or digits")
+    configs = item["configs"]
+    if not isinstance(configs, list) or not configs or not all(
+            isinstance(c, str) for c in configs):
+        raise UserError(f"{where} configs: expected a non-empty list of YAML paths")
+    paths = [Path(c).resolve() for c in configs]
+    for text, resolved in zip(configs, paths, strict=True):
+        if not resolved.is_file():
+            raise UserError(f"{where} configs: {text} not found (looked at {resolved}); give "
+                            "a path relative to the current folder (the repo root)")
+    row_seeds = _seeds(item["seeds"], f"{where} seeds") if "seeds" in item else seeds
+    args = _args(item.get("args", []), f"{where} args")
+    return Row(name, slugify(name), paths, args, row_seeds)
+
+
+def _cli_value(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

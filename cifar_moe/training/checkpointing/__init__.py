@@ -1,0 +1,35 @@
+"""Checkpointing and resume, in one place.
+
+- ``atomic_io``: ``AtomicCheckpointIO``, saves that are whole or absent; stale partials removed.
+- ``epoch_checkpoint``: ``EpochCheckpoint``, top-k plus ``last.ckpt`` every epoch, never
+  a non-finite save.
+- ``interrupt``: ``InterruptCheckpoint`` and the 130/143 exit codes.
+- ``resume``: RNG states in the checkpoint, ``--ckpt_path`` checks, the network-mismatch check.
+- ``preflight``: settings checked before training (writable folders, monitor, schedules).
+"""
+
+from cifar_moe.training.checkpointing.atomic_io import AtomicCheckpointIO, remove_stale_partials
+from cifar_moe.training.checkpointing.epoch_checkpoint import EpochCheckpoint, non_finite_count
+from cifar_moe.training.checkpointing.interrupt import InterruptCheckpoint, interrupt_exit_codes
+from cifar_moe.training.checkpointing.preflight import preflight, trainer_problem
+from cifar_moe.training.checkpointing.resume import (
+    check_same_network,
+    read_checkpoint,
+    rng_states,
+    set_rng_states,
+)
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "EpochCheckpoint",
+    "InterruptCheckpoint",
+    "check_same_network",
+    "interrupt_exit_codes",
+    "non_finite_count",
+    "preflight",
+    "read_checkpoint",
+    "remove_stale_partials",
+    "rng_states",
+    "set_rng_states",
+    "trainer_problem",
+]

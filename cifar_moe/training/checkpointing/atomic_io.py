@@ -1,0 +1,105 @@
+"""Checkpoint files that are either whole or absent, on any filesystem layout.
+
+Lightning's own save writes a temporary file where fsspec puts it (often ``$TMPDIR``) and
+then moves it; across filesystems that move copies into the existing file, so a kill or a
+full disk mid-copy destroys the previous checkpoint. Here the temporary file lives in the
+destination folder, is fsynced, and replaces the target with one ``os.replace`` (atomic
+within a filesystem). Its name (``.<target>.<host>.<pid>.<random>.partial``) never matches
+``best-*.ckpt`` or ``last.ckpt``.
+"""
+
+import os
+import socket
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+PARTIAL_SUFFIX = ".partial"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the only way to read the umask is to set it
+STALE_AFTER_S = 6 * 3600
+"""A partial file this old is a leftover even when its writer's host is another machine."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` whose saves are atomic: temp file beside the target, then rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):
+            # Remote stores (s3://, gs://) have their own transactional uploads.
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, Path(path))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` so that a crash at any point leaves the old ``path`` intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.{_host()}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide checkpoints from a group
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(path.parent)  # the rename itself survives a power cut
+
+
+def _fsync_folder(folder: Path) -> None:
+    with suppress(OSError):  # not every filesystem lets a folder be opened or synced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Delete partial files left by killed writers in ``folder``; returns what was removed.
+
+    A partial file is stale when its writer (host + pid in its name) is no longer running on
+    this host, or when it is older than ``STALE_AFTER_S`` (writer on another host).
+    """
+    removed = []
+    for path in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
+        if _writer_alive(path):
+            continue
+        with suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "-") or "host"
+
+
+def _writer_alive(path: Path) -> bool:
+    # name: .<target>.<host>.<pid>.<random>.partial; the target may itself hold dots.
+    parts = path.name[: -len(PARTIAL_SUFFIX)].split(".")
+    host, pid = (parts[-3], parts[-2]) if len(parts) >= 4 else ("", "")
+    if host != _host():
+        try:
+            return time.time() - path.stat().st_mtime < STALE_AFTER_S
+        except OSError:
+            return False
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False  # this process writes nothing yet: the file is an earlier run's
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True

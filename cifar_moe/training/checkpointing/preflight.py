@@ -1,0 +1,109 @@
+"""Settings checked before any training, so a mistake costs seconds, not a finished epoch."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+from cifar_moe.errors import UserError
+
+MONITORABLE = ("val/acc", "val/loss", "train/acc", "train/loss", "train/mixing",
+               "train/balance_penalty")
+"""Epoch metrics the module logs; ``val/acc_class/<name>`` is monitorable too."""
+PER_CLASS_PREFIX = "val/acc_class/"
+
+
+def preflight(config, subcommand: str | None) -> None:
+    """One line per problem with a subcommand's settings, raised as :class:`UserError`."""
+    check_writable("trainer.default_root_dir", config.trainer.default_root_dir or ".")
+    if subcommand in ("test", "validate") and not config.get("ckpt_path"):
+        print(f"warning: {subcommand} without --ckpt_path reports untrained (random) weights; "
+              "pass --ckpt_path <run>/checkpoints/best-*.ckpt", file=sys.stderr)
+    if subcommand != "fit":
+        return
+    if config.trainer.max_epochs == 0:
+        raise UserError("trainer.max_epochs is 0, so nothing would train; use 1 or more "
+                        "(-1 runs until stopped)")
+    checkpoint = config.get("checkpoint")
+    if checkpoint is not None:
+        _check_monitor(checkpoint.get("monitor"))
+        if checkpoint.get("dirpath"):
+            check_writable("checkpoint.dirpath", checkpoint.dirpath)
+    for save_dir in _logger_save_dirs(config.trainer.get("logger")):
+        check_writable("trainer.logger save_dir", save_dir)
+
+
+def _check_monitor(monitor: str | None) -> None:
+    if monitor is None or monitor in MONITORABLE or monitor.startswith(PER_CLASS_PREFIX):
+        return
+    raise UserError(f"checkpoint.monitor is {monitor!r}, which the module never logs; use one "
+                    f"of {', '.join(MONITORABLE)} or {PER_CLASS_PREFIX}<class name>")
+
+
+def _logger_save_dirs(logger) -> list[str]:
+    """``save_dir`` of every logger given as a class config (``class_path`` + ``init_args``)."""
+    loggers = logger if isinstance(logger, list) else [logger]
+    dirs = []
+    for item in loggers:
+        init_args = getattr(item, "init_args", None) or {}
+        save_dir = init_args.get("save_dir") if hasattr(init_args, "get") else None
+        if save_dir:
+            dirs.append(str(save_dir))
+    return dirs
+
+
+def check_writable(setting: str, folder: str | Path) -> None:
+    """Fail before training, not at the first checkpoint, if ``folder`` cannot be written."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"{setting} {folder} is not writable ({err.strerror}); "
+            f"pass a {setting} pointing at a writable folder"
+        ) from None
+
+
+def trainer_problem(err: Exception, trainer_config) -> UserError:
+    """Lightning's rejection of accelerator/devices/strategy as one line naming the settings."""
+    gist = " ".join(str(err).split())
+    gist = gist.split(" Example choices")[0].split(" Find a complete list")[0][:200]
+    chosen = ", ".join(f"{k}={trainer_config.get(k)!r}"
+                       for k in ("accelerator", "devices", "strategy"))
+    return UserError(f"trainer ({chosen}): {gist}; use --trainer.accelerator cpu|gpu|auto, "
+                     "--trainer.devices 1 or more, --trainer.strategy auto|ddp")
+
+
+def check_config_files(argv: list[str]) -> None:
+    """An empty or non-mapping ``--config`` file: one line naming it (the parser says only
+    'Unexpected config')."""
+    import yaml
+
+    paths = [a.split("=", 1)[1] for a in argv if str(a).startswith("--config=")]
+    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue  # the parser names a missing file itself
+        content = yaml.safe_load(path.read_text() or "")
+        if content is None:
+            raise UserError(f"config {path} is empty; put settings in it or drop --config")
+        if not isinstance(content, dict):
+            raise UserError(f"config {path} holds a {type(content).__name__}, not settings "
+                            "(key: value lines); see configs/quickstart.yaml")
+
+
+def parser_error_line(message: str) -> str:
+    """jsonargparse's multi-line error as one line that keeps the setting and the reason.
+
+    For a union type (``model.scheduler``) the reason is buried under the type names; it is
+    the first error that is not 'Expected a <class NoneType>'.
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "the arguments could not be parsed"
+    reasons = [line[2:] for line in lines if line.startswith("- ") and "NoneType" not in line]
+    if "Union subtypes" not in message or not reasons:
+        return " ".join(lines)[:600]
+    reason = reasons[0].split(" expects a function or a callable class: ")[-1]
+    return f"{lines[0]} {reason.split(' Got value:')[0]}"

@@ -1,0 +1,96 @@
+"""What a resume needs: the random generators' states, and a ``--ckpt_path`` worth loading."""
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cifar_moe.errors import UserError
+
+LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
+"""``ckpt_path`` values Lightning resolves itself; they name no file here."""
+
+
+def rng_states() -> dict:
+    """The global random generators' states (Python, NumPy, torch CPU and CUDA)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # Tensors and plain values only, so a weights_only=True torch.load still reads it.
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_checkpoint(ckpt_path: str) -> dict | None:
+    """Load ``--ckpt_path`` safely (``weights_only``) or fail with one line saying what it is.
+
+    Returns None for Lightning's aliases (``last``, ``best``, ...) and remote URLs.
+    """
+    if ckpt_path in LIGHTNING_CKPT_ALIASES or "://" in ckpt_path:
+        return None
+    path = Path(ckpt_path)
+    what = _file_problem(path)
+    if what is None:
+        try:
+            saved = torch.load(path, weights_only=True, map_location="cpu")
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile,
+                ValueError, OSError) as err:
+            kind = "truncated" if "central directory" in str(err) else "not a torch checkpoint"
+            what = f"cannot be read ({kind}: {' '.join(str(err).split())[:80]})"
+        else:
+            what = _content_problem(saved)
+            if what is None:
+                return saved
+    raise UserError(f"ckpt_path {ckpt_path} {what}; pass a .ckpt file a fit wrote "
+                    "(for example <run>/checkpoints/last.ckpt)")
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.exists():
+        return "does not exist"
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.stat().st_size == 0:
+        return "is empty (0 bytes; a write was cut off)"
+    return None
+
+
+def _content_problem(saved) -> str | None:
+    if not isinstance(saved, dict):
+        return f"holds a {type(saved).__name__}, not a Lightning checkpoint"
+    missing = [k for k in ("state_dict", "epoch", "global_step") if k not in saved]
+    if missing:
+        return f"is a dict without {', '.join(missing)}, not a Lightning checkpoint"
+    return None
+
+
+def check_same_network(saved: dict, wanted: dict | None, ckpt_path: str) -> None:
+    """Refuse a checkpoint of another network instead of silently adopting it.
+
+    (LightningCLI replaces the model config by the checkpoint's hyperparameters.)
+    """
+    saved_net = saved.get("hyper_parameters", {}).get("net")
+    if isinstance(saved_net, dict) and wanted and _net_key(saved_net) != _net_key(wanted):
+        raise UserError(
+            f"ckpt_path {ckpt_path} holds a {_net_key(saved_net)} network but the config "
+            f"asks for {_net_key(wanted)}; use the config.yaml of the run that wrote it"
+        )
+
+
+def _net_key(spec: dict) -> str:
+    """A network config as comparable text, without the linked num_classes."""
+    args = {k: v for k, v in (spec.get("init_args") or {}).items() if k != "num_classes"}
+    return f"{spec.get('class_path')}({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"

@@ -1,0 +1,147 @@
+"""The end of ``fit``: a short summary on the console and real metrics for TensorBoard's HParams.
+
+The HParams tab of every run shows ``val/acc_best`` (written here) and ``test/acc`` (logged
+by ``test``, which writes into the same run folder), next to the run's settings.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+HPARAM_METRICS = ("val/acc_best", "test/acc")
+"""The metric columns of the HParams tab; their values are the runs' last scalars."""
+
+
+class RunSummary(L.Callback):
+    """Tracks the best ``val/acc`` and, when ``fit`` ends, reports the run.
+
+    The best value and its epoch are part of the checkpoint, so a resumed run knows them.
+
+    Args:
+        print_summary: print best val/acc and epoch, best checkpoint, log folder, wall time
+            and the ``test`` command to run next.
+        hparams_tab: write the run's settings with ``val/acc_best`` and ``test/acc`` as metrics
+            for TensorBoard's HParams tab.
+    """
+
+    def __init__(self, print_summary: bool = True, hparams_tab: bool = True) -> None:
+        self.print_summary = print_summary
+        self.hparams_tab = hparams_tab
+        self.best_acc: float | None = None
+        self.best_epoch: int | None = None
+        self._started = time.perf_counter()
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # By now Lightning has moved this validation's epoch values into callback_metrics.
+        acc = trainer.callback_metrics.get("val/acc")
+        if trainer.sanity_checking or acc is None or trainer.state.fn != "fit":
+            return
+        if self.best_acc is None or float(acc) > self.best_acc:
+            self.best_acc, self.best_epoch = float(acc), trainer.current_epoch
+
+    def state_dict(self) -> dict:
+        return {"best_acc": self.best_acc, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_acc = state_dict.get("best_acc")
+        self.best_epoch = state_dict.get("best_epoch")
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        if self.hparams_tab:
+            params = run_hparams(pl_module, trainer)
+            for logger in (lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)):
+                write_hparams(logger, params, self.best_acc, trainer.global_step)
+        if self.print_summary:
+            print(self.summary(trainer, time.perf_counter() - self._started), flush=True)
+
+    def summary(self, trainer, seconds: float) -> str:
+        """The end-of-fit lines (paths relative to the working folder where possible)."""
+        ckpt_cb = trainer.checkpoint_callback
+        best_path = getattr(ckpt_cb, "best_model_path", "") or ""
+        log_dir = trainer.log_dir or ""
+        if self.best_acc is None:
+            head = "fit done: no validation ran, so there is no best val/acc"
+        else:
+            head = f"fit done: best val/acc {self.best_acc:.4f} at epoch {self.best_epoch}"
+        lines = [f"{head} ({_duration(seconds)} wall time)",
+                 f"  best checkpoint: {_short(best_path) or 'none saved'}",
+                 f"  logs:            {_short(log_dir)}  "
+                 f"(tensorboard --logdir {_short(Path(log_dir).parent)})"]
+        config = Path(log_dir) / "config.yaml"
+        if best_path and config.is_file():
+            lines.append(f"  next:            python -m cifar_moe test --config {_short(config)} "
+                         f"--ckpt_path {_short(best_path)}")
+        return "\n".join(lines)
+
+
+def run_hparams(pl_module, trainer) -> dict[str, object]:
+    """The run's settings as flat ``model/...``, ``data/...`` keys with TensorBoard-able values.
+
+    Internal keys (``_instantiator``, ``_class_path``) are left out; a class with arguments
+    (the network, optimizer, scheduler) becomes one readable value, e.g. ``SGD(lr=0.05)``.
+    """
+    params: dict[str, object] = {}
+    datamodule = getattr(trainer, "datamodule", None)
+    sources = (("model", pl_module.hparams), ("data", getattr(datamodule, "hparams", {})))
+    for prefix, hparams in sources:
+        for key, value in hparams.items():
+            if not key.startswith("_") and key != "class_names":
+                params[f"{prefix}/{key}"] = _plain(value)
+    params["trainer/max_epochs"] = _plain(trainer.max_epochs)
+    params["seed"] = _plain(os.environ.get("PL_GLOBAL_SEED"))  # set by seed_everything
+    return params
+
+
+def write_hparams(logger: TensorBoardLogger, params: dict, best_acc, step: int) -> None:
+    """One HParams session with both metric columns; values come from the run's scalars.
+
+    (``TensorBoardLogger.log_hyperparams(params, metrics)`` would need a value for
+    ``test/acc`` now, long before ``test`` runs, and write it as a scalar.)
+    """
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    experiment, start, end = hparams_summary(params, dict.fromkeys(HPARAM_METRICS, 0.0))
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, start, end):
+        writer.add_summary(summary)
+    if best_acc is not None:
+        logger.log_metrics({"val/acc_best": best_acc}, step=step)
+    logger.experiment.flush()
+
+
+def _plain(value) -> object:
+    """A value TensorBoard's HParams accepts: bool, int, float or str."""
+    if isinstance(value, dict) and "class_path" in value:
+        name = str(value["class_path"]).rsplit(".", 1)[-1]
+        args = ", ".join(f"{k}={v}" for k, v in sorted((value.get("init_args") or {}).items())
+                         if k != "num_classes")
+        return f"{name}({args})"
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return "null" if value is None else str(value)
+
+
+def _short(path) -> str:
+    """A path relative to the working folder when it lies below it, else absolute."""
+    if not path:
+        return ""
+    absolute = Path(path).resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+

@@ -1,0 +1,61 @@
+"""Issue 15 benchmarks: exact-name peak FLOP/s, the tiled training set, and a smoke run of
+``bench_suite.py --tiled`` (partial epochs of a tiny network; the table needs whole ones)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cifar_moe.data.cifar_files import read_class_names, read_split
+from cifar_moe.paths import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmarks are scripts, not a package
+from _epochs import write_tiled
+from _timing import forward_flops, mfu, peak_flops
+
+
+def test_peak_flops_only_for_the_exact_device_and_bf16():
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bf16-mixed") == pytest.approx(989.4e12)
+    assert peak_flops("NVIDIA H100 PCIe", "bf16-mixed") == pytest.approx(756.5e12)
+    assert peak_flops("NVIDIA H100", "bf16-mixed") is None  # a prefix is not a device
+    assert peak_flops("NVIDIA H100 80GB HBM3", "32-true") is None  # no fp32 peak in the table
+    assert mfu(10**9, 1000.0, "CPU", "32-true") is None
+    assert mfu(10**9, 1000.0, "NVIDIA A100-SXM4-80GB", "bf16-mixed") == pytest.approx(3e12 / 312e12)
+
+
+def test_forward_flops_counts_a_conv_and_restores_the_mode():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)).train()
+    assert forward_flops(net) == 2 * 3 * 4 * 9 * 32 * 32  # 2 FLOPs per multiply-add
+    assert net.training
+
+
+def test_tiled_folder_repeats_the_training_set(synthetic_data_dir, tmp_path):
+    images, labels = read_split(synthetic_data_dir / "cifar-10-batches-py", train=True)
+    assert write_tiled(synthetic_data_dir, 3, tmp_path) == 3 * len(labels)
+    tiled_images, tiled_labels = read_split(tmp_path / "cifar-10-batches-py", train=True)
+    assert torch.equal(tiled_images, images.repeat(3, 1, 1, 1))
+    assert torch.equal(tiled_labels, labels.repeat(3))
+    test_images, _ = read_split(tmp_path / "cifar-10-batches-py", train=False)
+    assert torch.equal(test_images, read_split(synthetic_data_dir / "cifar-10-batches-py",
+                                               train=False)[0])
+    assert read_class_names(tmp_path / "cifar-10-batches-py")[0] == "airplane"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_tiled_suite_smoke(real_data_dir, tmp_path):
+    tiny = ["--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
+            "--model.net.init_args.pool_after=[0, 1]", "--data.batch_size=16",
+            "--data.num_workers=0", "--trainer.enable_progress_bar=false"]
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_suite.py"), "--tiled", "1",
+           "--epochs", "2", "--limit-batches", "3", "--recipes", "quickstart", "--iters", "1",
+           *[f"--fit-args={a}" for a in tiny]]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "auto settings: device=" in done.stderr  # the child's stderr reaches the caller
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| quickstart"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "16" and "LIMITED" in done.stdout
+    img_s, synthetic, ratio = float(cells[5]), float(cells[6]), float(cells[7])
+    assert img_s > 0 and synthetic > 0 and ratio == pytest.approx(img_s / synthetic, abs=0.01)

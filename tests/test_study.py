@@ -1,0 +1,258 @@
+"""Study runner: YAML validation, the report from run folders, and real tiny studies
+(table and JSON, a failing row, resume after kill -9, retry of failures)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifar_moe.paths import CONFIG_DIR, REPO_ROOT
+from cifar_moe.study.__main__ import main
+from cifar_moe.study.runner import child_command, one_line_error, plan
+from cifar_moe.study.spec import load_study
+
+QUICK = str(CONFIG_DIR / "quickstart.yaml")
+K1 = str(CONFIG_DIR / "controls" / "k1.yaml")
+# A 4 K-parameter network, 3 training and 2 validation batches of 16, 2 epochs: seconds.
+TINY = [
+    "--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
+    "--model.net.init_args.pool_after=[0, 1]", "--trainer.max_epochs=2",
+    "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
+    "--trainer.accelerator=cpu",
+]
+BROKEN_ERROR = "model.net.init_args.num_experts is 0; use 1 (static control) or more"
+
+
+def write_study(folder: Path, data_dir, rows: list[dict], seeds=(0,), **extra) -> Path:
+    spec = {"data": {"data_dir": str(data_dir), "val_size": 40, "num_workers": 0,
+                     "batch_size": 16},
+            "seeds": list(seeds), "out": str(folder / "out"), "args": TINY, "rows": rows,
+            **extra}
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+# --- the study YAML -------------------------------------------------------------------
+
+GOOD_ROW = {"name": "a", "configs": [QUICK]}
+BAD = {
+    "missing rows": ({"data": {}, "seeds": [0]}, "missing key 'rows'"),
+    "empty rows": ({"data": {}, "seeds": [0], "rows": []}, "rows: expected a non-empty list"),
+    "unknown key": ({"data": {}, "seed": [0], "rows": [GOOD_ROW]}, "unknown key 'seed'"),
+    "no seeds": ({"data": {}, "seeds": [], "rows": [GOOD_ROW]}, "seeds: expected"),
+    "missing config": ({"data": {}, "seeds": [0], "rows": [{"name": "a", "configs": [
+        "configs/nope.yaml"]}]}, "rows[0] configs: configs/nope.yaml not found"),
+    "duplicate names": ({"data": {}, "seeds": [0], "rows": [GOOD_ROW, {
+        "name": "A", "configs": [QUICK]}]}, "give every row a distinct name"),
+    "row without name": ({"data": {}, "seeds": [0], "rows": [{"configs": [QUICK]}]},
+                         "rows[0]: missing key 'name'"),
+    "arg not an override": ({"data": {}, "seeds": [0], "rows": [{**GOOD_ROW, "args": [
+        "trainer.max_epochs=3"]}]}, "rows[0] args: 'trainer.max_epochs=3' is not"),
+    "data not a mapping": ({"data": ["x"], "seeds": [0], "rows": [GOOD_ROW]}, "data:"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_study_yaml_is_one_line(case, tmp_path, capsys):
+    content, expected = BAD[case]
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**content, "out": str(tmp_path / "out")}))
+    with pytest.raises(SystemExit) as info:
+        main([str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert len(err) == 1 and err[0].startswith("error: study.yaml") and expected in err[0], err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("data: [unclosed\n", "not valid YAML"), ("- just a list\n", "expected a mapping")])
+def test_unreadable_study_yaml_is_one_line(text, expected, tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as info:
+        main([str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
+
+
+def test_relative_paths_resolve_against_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cfg.yaml").write_text("trainer: {max_epochs: 1}\n")
+    Path("s.yaml").write_text(yaml.safe_dump({
+        "data": {"data_dir": "data", "val_size": 40}, "seeds": [0, 1],
+        "args": ["--trainer.max_epochs=2"],
+        "rows": [{"name": "Row A!", "configs": ["cfg.yaml"], "args": ["--x=1"], "seeds": [1]},
+                 {"name": "row b", "configs": ["cfg.yaml"]}]}))
+    study = load_study("s.yaml")
+    assert study.out == tmp_path / "lightning_logs" / "studies" / "s"
+    assert study.data["data_dir"] == str(tmp_path / "data")
+    assert [r.slug for r in study.rows] == ["row-a", "row-b"]
+    runs = plan(study)  # seed by seed; row A only at its own seed 1
+    assert [(r.row.slug, r.seed) for r in runs] == [("row-b", 0), ("row-a", 1), ("row-b", 1)]
+    assert runs[1].folder == study.out / "runs" / "row-a" / "seed1"
+    cmd = child_command(study, runs[1], threads=None)
+    tail = cmd[cmd.index("--") + 1:]
+    assert tail == [f"--config={tmp_path / 'cfg.yaml'}", f"--data.data_dir={tmp_path / 'data'}",
+                    "--data.val_size=40", "--trainer.max_epochs=2", "--x=1",
+                    "--seed_everything=1", "--trainer.enable_progress_bar=false"]
+    assert "--threads" not in cmd and "--threads" in child_command(study, runs[1], threads=3)
+
+
+def test_one_line_error_prefers_the_error_line():
+    text = "warning: x\nerror: data.data_dir: put the files there\n\nTraceback...\n  more\n"
+    assert one_line_error(text, 2) == "data.data_dir: put the files there"
+    assert one_line_error("Traceback\n  File x\nValueError: bad\n\n", 1) == "ValueError: bad"
+    assert one_line_error("", -9) == "killed by signal 9"
+
+
+# --- the report, from run folders written by hand -------------------------------------
+
+def _result(acc: float, curve: list[float], routing: dict | None = None) -> dict:
+    return {"test_acc": acc, "val_acc_curve": curve, "val_epochs": list(range(len(curve))),
+            "best_val_acc": max(curve), "best_epoch": curve.index(max(curve)),
+            "epochs_run": len(curve), "fit_seconds": 10.0, "train_img_per_s": 100.0,
+            "routing": routing or {}}
+
+
+def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
+    path = write_study(tmp_path, tmp_path / "data", seeds=(0, 1), rows=[
+        {"name": "two", "configs": [QUICK]}, {"name": "one", "configs": [QUICK], "seeds": [0]},
+        {"name": "half", "configs": [QUICK]}, {"name": "pending", "configs": [QUICK]}])
+    runs = tmp_path / "out" / "runs"
+    route = {"route/block0/balance": 0.9, "route/block0/mutual_info": 0.1,
+             "route/block0/dead_fraction": 0.0}
+    for seed, acc in ((0, 0.30), (1, 0.40)):
+        (runs / "two" / f"seed{seed}").mkdir(parents=True)
+        (runs / "two" / f"seed{seed}" / "result.json").write_text(
+            json.dumps(_result(acc, [0.1, acc], route)))
+    for row in ("one", "half"):
+        (runs / row / "seed0").mkdir(parents=True)
+        (runs / row / "seed0" / "result.json").write_text(json.dumps(_result(0.25, [0.2])))
+    (runs / "half" / "seed1").mkdir(parents=True)
+    (runs / "half" / "seed1" / "error.json").write_text(json.dumps({"error": "out of | luck"}))
+    assert main([str(path), "--render"]) == 1  # a failed run is there
+    out = tmp_path / "out"
+    rows = {r["name"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    two = rows["two"]["aggregate"]
+    assert two["test_acc_mean"] == pytest.approx(0.35)
+    assert two["test_acc_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert two["val_acc_curve"]["max"] == [0.1, 0.4]
+    assert two["routing_mean"]["route/block0/balance"] == pytest.approx(0.9)
+    table = (out / "results.md").read_text().splitlines()
+    assert "| two | 35.0 +/- 7.1 | 0: 30.0, 1: 40.0 | 35.0 | 2 | 10 | 100 |" in table
+    assert "| one | 25.0 (1 seed) | 0: 25.0 | 20.0 | 1 | 10 | 100 |" in table
+    assert "| half | 25.0 (1 seed) | 0: 25.0, 1: failed: out of \\| luck |" in "\n".join(table)
+    assert "| pending | not run | 0: not run, 1: not run | - | - | - | - |" in table
+    assert "| two | block0 | 0.90 | 0.10 | 0.00 | - | - |" in table
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- real tiny studies (each run a subprocess of a few seconds) ------------------------
+
+ROWS = [{"name": "quick K=2", "configs": [QUICK]},
+        {"name": "K=1 control", "configs": [QUICK, K1]},
+        {"name": "broken", "configs": [QUICK], "args": ["--model.net.init_args.num_experts=0"]}]
+
+
+@pytest.fixture(scope="module")
+def finished_study(synthetic_data_dir, tmp_path_factory):
+    """A three-row study run once, two runs at a time; the broken row fails."""
+    folder = tmp_path_factory.mktemp("study")
+    path = write_study(folder, synthetic_data_dir, ROWS)
+    code = main([str(path), "--jobs", "2"])
+    return path, folder / "out", code
+
+
+def _rows(out: Path) -> dict:
+    return {r["name"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+
+
+@pytest.mark.slow
+def test_study_writes_table_and_json(finished_study):
+    _, out, code = finished_study
+    rows = _rows(out)
+    assert list(rows) == ["quick K=2", "K=1 control", "broken"] and code == 1
+    for name in ("quick K=2", "K=1 control"):
+        (run,) = rows[name]["runs"]
+        assert run["status"] == "ok" and 0.0 <= run["test_acc"] <= 1.0
+        assert run["epochs_run"] == 2 and len(run["val_acc_curve"]) == 2
+        assert run["val_acc_curve"][run["best_epoch"]] == run["best_val_acc"]
+        assert run["train_images"] == 2 * 3 * 16 and run["train_img_per_s"] > 0
+        assert run["fit_seconds"] > run["train_seconds"] > 0
+        assert f"--config={QUICK}" in run["argv"] and "--seed_everything=0" in run["argv"]
+        assert run["torch_threads"] == max(1, os.cpu_count() // 2)
+        assert Path(run["best_checkpoint"]).is_file()
+        assert Path(run["best_checkpoint"]).is_relative_to(out / "runs")
+    routing = rows["quick K=2"]["runs"][0]["routing"]
+    for key in ("balance", "mutual_info", "dead_fraction", "entropy", "max_share"):
+        assert 0.0 <= routing[f"route/block1/{key}"] <= 1.0, key
+    assert rows["K=1 control"]["runs"][0]["routing"] == {}  # K = 1 does not route
+    table = (out / "results.md").read_text()
+    acc = rows["quick K=2"]["runs"][0]["test_acc"] * 100
+    assert f"| quick K=2 | {acc:.1f} (1 seed) | 0: {acc:.1f} |" in table
+    assert "| quick K=2 | block0 |" in table and "| K=1 control | block" not in table
+    png = (out / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") == 700 and int.from_bytes(png[20:24], "big") == 400
+
+
+@pytest.mark.slow
+def test_failing_row_is_one_line_and_the_study_goes_on(finished_study):
+    _, out, code = finished_study
+    assert code == 1  # the study's exit status says that a run failed
+    run = _rows(out)["broken"]["runs"][0]
+    assert run["status"] == "failed" and run["error"] == BROKEN_ERROR and run["returncode"] == 2
+    assert (Path(run["folder"]) / "error.json").is_file()
+    assert not (Path(run["folder"]) / "result.json").exists()
+    assert f"| broken | failed: {BROKEN_ERROR} | 0: failed |" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_rerun_keeps_finished_runs_and_retries_failed_ones(finished_study, capsys):
+    path, out, _ = finished_study
+    done = sorted((out / "runs").glob("*/seed0/result.json"))
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in done}
+    failed_log = out / "runs" / "broken" / "seed0" / "stderr.log"
+    old_log = failed_log.stat().st_mtime_ns
+    assert main([str(path)]) == 1
+    assert "2 of 3 runs already done, 1 to run" in capsys.readouterr().out
+    assert len(done) == 2 and all(
+        (p.stat().st_mtime_ns, p.read_bytes()) == before[p] for p in done)
+    assert failed_log.stat().st_mtime_ns > old_log  # the failed run ran again
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_without_redoing_finished_runs(synthetic_data_dir, tmp_path,
+                                                             capsys):
+    path = write_study(tmp_path, synthetic_data_dir, seeds=(0, 1),
+                       rows=[{"name": "quick", "configs": [QUICK]}])
+    first = tmp_path / "out" / "runs" / "quick" / "seed0" / "result.json"
+    proc = subprocess.Popen([sys.executable, "-m", "cifar_moe.study", str(path)],
+                            cwd=REPO_ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not first.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the study and the run it had just started
+    proc.wait()
+    assert first.is_file(), "the first run never finished"
+    assert not (tmp_path / "out" / "results.md").exists()  # killed before the end
+    stale = tmp_path / "out" / "runs" / "quick" / "seed1" / "stale.txt"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("left by the killed run")
+    kept = (first.stat().st_mtime_ns, first.read_bytes())
+    assert main([str(path)]) == 0
+    assert "1 of 2 runs already done, 1 to run" in capsys.readouterr().out
+    assert (first.stat().st_mtime_ns, first.read_bytes()) == kept
+    assert not stale.exists()  # the half-finished folder was wiped and run again
+    assert (stale.parent / "result.json").is_file()
+    assert "| quick | " in (tmp_path / "out" / "results.md").read_text()
+    assert _rows(tmp_path / "out")["quick"]["aggregate"]["seeds_ok"] == 2

@@ -1,0 +1,201 @@
+"""Daily workflows around fit: comparable runs, one run folder, the summary, one optimizer
+setting, a readable --help, run helpers for notebooks, and the torchmetrics confusion plot."""
+
+import json
+import shlex
+
+import pytest
+import torch
+from tiny_run import CONFIGS, tiny_args, tiny_fit
+
+from cifar_moe.cli import cli_main
+from cifar_moe.constants import CIFAR10_CLASSES
+from cifar_moe.plots import confusion_figure
+from cifar_moe.run_folder import LAUNCH_FILE
+from cifar_moe.runs import (
+    latest_run,
+    launch_dir,
+    logs_root,
+    read_scalars,
+    resolve_run_path,
+    study_results,
+)
+
+
+def hparams_tab(logdir) -> dict:
+    """What TensorBoard's HParams tab shows for ``logdir``: its metric columns, and per run
+    (session) its hyperparameters and metric values. Uses TensorBoard's own plugin."""
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import hparams_plugin
+    from werkzeug.test import Client
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    context = base_plugin.TBContext(logdir=str(logdir), multiplexer=mux, data_provider=provider)
+    apps = hparams_plugin.HParamsPlugin(context).get_plugin_apps()
+    experiment = json.loads(Client(apps["/experiment"]).post("/", data="{}").data)
+    metrics = [m["name"]["tag"] for m in experiment.get("metricInfos", [])]
+    request = {"startIndex": 0, "sliceSize": 100,
+               "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                   "STATUS_RUNNING"],
+               "colParams": [{"metric": {"tag": m}} for m in metrics]}
+    groups = json.loads(Client(apps["/session_groups"]).post("/", data=json.dumps(request)).data)
+    sessions = {
+        group["name"]: {"hparams": group["hparams"],
+                        "metrics": {v["name"]["tag"]: v["value"] for v in group["metricValues"]}}
+        for group in groups.get("sessionGroups", [])
+    }
+    return {"metrics": metrics, "sessions": sessions}
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """stderr without the warning LightningCLI gives for in-process ``args`` (tests only)."""
+    lines = stderr.strip().splitlines()
+    return [line for line in lines if "args parameter is intended" not in line]
+
+
+def _versions(root) -> list[str]:
+    return sorted(p.name for p in (root / "lightning_logs").glob("version_*"))
+
+
+@pytest.mark.slow
+def test_fit_summary_then_its_test_command_log_into_one_run_with_hparams(
+    synthetic_data_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # the summary prints paths relative to the working folder
+    _, run, best = tiny_fit(tmp_path, synthetic_data_dir, "--model.scheduler=null", epochs=3)
+    out = capsys.readouterr().out
+    val = [v for _, v in read_scalars(run)["val/acc"]]
+    best_epoch = max(range(len(val)), key=val.__getitem__)
+    assert f"fit done: best val/acc {max(val):.4f} at epoch {best_epoch} (" in out
+    assert f"best checkpoint: lightning_logs/version_0/checkpoints/{best.name}" in out
+    assert best.name == f"best-{best_epoch:03d}.ckpt"
+    assert "logs:            lightning_logs/version_0" in out
+    assert (run / LAUNCH_FILE).is_file() and launch_dir(run) == tmp_path
+    command = next(line.split("next:", 1)[1] for line in out.splitlines() if "next:" in line)
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "cifar_moe", "test"]
+
+    config_before = (run / "config.yaml").read_bytes()
+    tested = cli_main(argv[3:])  # the printed command, as it stands
+    assert _versions(tmp_path) == ["version_0"]  # test wrote into the run's own folder
+    assert (run / "config.yaml").read_bytes() == config_before
+    assert (run / "config_test.yaml").is_file()
+    test_acc = float(tested.trainer.callback_metrics["test/acc"])
+
+    tab = hparams_tab(tmp_path / "lightning_logs")
+    assert tab["metrics"] == ["val/acc_best", "test/acc"]
+    session = tab["sessions"]["version_0"]
+    assert session["metrics"]["val/acc_best"] == pytest.approx(max(val))
+    assert session["metrics"]["test/acc"] == pytest.approx(test_acc)
+    assert not [k for k in session["hparams"] if k.startswith("_") or "/_" in k]
+    assert session["hparams"]["model/net"].startswith("MoENet(")
+    assert "hp_metric" not in read_scalars(run)
+
+    cli_main(["validate", "--config", str(run / "config.yaml"), f"--ckpt_path={best}"])
+    assert _versions(tmp_path) == ["version_0"]
+    assert "val/acc" in read_scalars(run / "validate")  # beside, not inside, the fit's curve
+    assert len(read_scalars(run)["val/acc"]) == len(val)
+
+
+@pytest.mark.slow
+def test_resumed_fit_continues_in_its_run_folder(synthetic_data_dir, tmp_path, capsys):
+    _, run, _ = tiny_fit(tmp_path, synthetic_data_dir, "--model.scheduler=null", epochs=2)
+    cli_main(["fit", *tiny_args(tmp_path, synthetic_data_dir, epochs=4), "--model.scheduler=null",
+              f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    assert _versions(tmp_path) == ["version_0"]
+    scalars = read_scalars(run)
+    steps = [step for step, _ in scalars["val/acc"]]
+    assert len(steps) == 4 and steps == sorted(steps)  # one continuous curve
+    val = [v for _, v in scalars["val/acc"]]
+    best_epoch = max(range(4), key=val.__getitem__)
+    # Exactly one best checkpoint, and it is the best epoch over both sessions.
+    assert sorted(p.name for p in (run / "checkpoints").glob("best-*.ckpt")) == [
+        f"best-{best_epoch:03d}.ckpt"]
+    assert f"best val/acc {max(val):.4f} at epoch {best_epoch}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (["fit", "--optimizer", "Adam"], ("--optimizer:", "--model.optimizer")),
+    (["fit", "--lr_scheduler=torch.optim.lr_scheduler.StepLR"],
+     ("--lr_scheduler:", "--model.scheduler")),
+])
+def test_lightning_optimizer_flags_are_an_error_naming_the_model_setting(args, names, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli_main(args)
+    assert info.value.code == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith(f"error: {names[0]}") and names[1] in err[0]
+
+
+def test_optimizer_key_in_a_config_file_names_model_optimizer(tmp_path, capsys):
+    overlay = tmp_path / "opt.yaml"
+    overlay.write_text("optimizer:\n  class_path: torch.optim.Adam\n")
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(overlay)])
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith("error: config key optimizer:")
+    assert "--model.optimizer" in err[0]
+
+
+def test_fit_help_is_short_and_lists_the_project_networks(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal: the most lines
+    with pytest.raises(SystemExit) as info:
+        cli_main(["fit", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) < 300
+    net_help = text[text.index("  --model.net "):text.index("  --model.loss")]
+    assert "cifar_moe.models.MoENet" in net_help and "cifar_moe.models.CifarResNet18" in net_help
+    assert "torch.nn" not in text and "torchvision" not in text
+    assert "--model.optimizer" in text and "\n  --optimizer" not in text
+    # Lightning's less common flags are still named (and still work, below).
+    assert "detect_anomaly" in text and "enable_version_counter" in text
+
+
+def test_any_module_class_path_still_works_as_the_network(synthetic_data_dir):
+    cli = cli_main(["--model.net=torchvision.models.SqueezeNet", "--trainer.detect_anomaly=true",
+                    f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40"], run=False)
+    assert type(cli.model.net).__name__ == "SqueezeNet"
+    assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_logs_root_is_found_from_the_repo_root_and_from_notebooks(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    # No runs yet: the folder a fit from the checkout would create.
+    assert logs_root(tmp_path / "notebooks") == tmp_path / "lightning_logs"
+    (tmp_path / "lightning_logs").mkdir()
+    assert logs_root(tmp_path) == logs_root(tmp_path / "notebooks") == tmp_path / "lightning_logs"
+
+
+def test_newest_run_with_a_checkpoint_and_its_paths(tmp_path):
+    logs = tmp_path / "lightning_logs"
+    for n, has_ckpt in [(0, True), (1, True), (2, False)]:  # version_2: e.g. a predict
+        (logs / f"version_{n}" / "checkpoints").mkdir(parents=True)
+        if has_ckpt:
+            (logs / f"version_{n}" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert latest_run(logs).name == "version_2"
+    assert latest_run(logs, with_checkpoint=True).name == "version_1"
+    run = logs / "version_1"
+    assert resolve_run_path(run, "data") == tmp_path / "data"  # no launch.yaml: beside logs
+    (run / LAUNCH_FILE).write_text("cwd: /somewhere/else\n")
+    assert str(resolve_run_path(run, "data")) == "/somewhere/else/data"
+    assert str(resolve_run_path(run, "/abs/data")) == "/abs/data"
+    assert study_results(tmp_path / "missing.json") is None
+
+
+def test_confusion_figure_is_torchmetrics_plot_with_names_and_counts():
+    counts = torch.arange(100).reshape(10, 10)
+    fig = confusion_figure(counts, CIFAR10_CLASSES)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(CIFAR10_CLASSES)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CIFAR10_CLASSES)
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in ax.texts}
+    assert len(cells) == 100
+    assert all(cells[i, j] == str(int(counts[i, j])) for i in range(10) for j in range(10))
+    assert ax.get_ylabel() == "True class" and ax.get_xlabel() == "Predicted class"
