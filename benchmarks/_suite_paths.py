@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _checkout import CONFIG_DIR
 from _timing import (
     autocast_for,
     device_name,
@@ -28,7 +29,6 @@ from _timing import (
 
 from cifar_moe.cli import cli_main
 from cifar_moe.data import write_synthetic_cifar
-from cifar_moe.paths import CONFIG_DIR
 from cifar_moe.training.auto_settings import facts_for_device, settle
 
 ROWS = {  # row: the configs layered for it, as a user layers them

@@ -4,9 +4,10 @@
     python benchmarks/bench_suite.py --tiled 10 --epochs 2 --recipes focal_onecycle
     python benchmarks/bench_suite.py                       # data paths, about 4 min on 2 CPUs
 
-``--tiled R``: the real slice (../shared/data/cifar-10-mini, 5,085 training images) repeated
-R times in a temporary folder (timing only: the copies are identical); with R = 10 the
-training set is 50,000 images and the other 850 are the validation split. Each recipe runs
+``--tiled R``: the real slice (``--data-dir``; default ``$CIFAR_MOE_SLICE_DIR``, else
+../shared/data/cifar-10-mini; 5,085 training images) repeated R times in a temporary folder
+(timing only: the copies are identical); with R = 10 the training set is 50,000 images and
+the other 850 are the validation split. Each recipe runs
 in a fresh process through ``cli_main(["fit", "--config", recipe, ...])``, so its data
 module, LightningModule, callbacks, logging and ``auto`` settings are the ones a user gets,
 plus a timing callback. The first epoch (compile and warm-up) is reported on its own;
@@ -31,10 +32,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _checkout import DEFAULT_SLICE_DIR, SLICE_ENV
 from _epochs import run_child, write_tiled
 from _suite_paths import path_rows, row_child
-
-from cifar_moe.paths import REAL_SLICE_DIR
 
 RECIPES = ("mixup_cosine", "focal_onecycle", "quickstart")
 
@@ -43,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiled", type=int, metavar="R",
                         help="measure whole epochs on the real slice repeated R times")
+    parser.add_argument("--data-dir", default=DEFAULT_SLICE_DIR,
+                        help=f"with --tiled: the real slice's data_dir (default: ${SLICE_ENV}, "
+                             "else the one beside the checkout)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per recipe with --tiled: the first + steady ones (>= 2)")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES,
@@ -78,7 +81,7 @@ def child_command(args, recipe: str, data_dir: str, images: int, out: str) -> li
 
 def tiled_suite(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        images = write_tiled(REAL_SLICE_DIR, args.tiled, tmp)
+        images = write_tiled(args.data_dir, args.tiled, tmp)
         results = []
         for recipe in args.recipes:
             out = Path(tmp) / f"{recipe}.json"

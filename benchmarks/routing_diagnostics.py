@@ -5,7 +5,8 @@
 
 Builds the slice recipe (``configs/slice.yaml``) through the CLI with the current router
 defaults ("default": standardised input, zero-initialised last layer, standardised
-logits), without the logit standardisation ("no_logit_norm"), and with the defaults from
+logits), without the logit standardisation ("no_logit_norm"; "mi_reg" adds the
+mutual-information regulariser at weight 0.05 instead), and with the defaults from
 before the fix ("old", ``configs/routing/old_defaults.yaml``), and trains each with the
 recipe's loss, optimizer and augmentation in a plain loop, so every router can be
 inspected between steps. Per routed block it prints, at initialisation and after every
@@ -26,12 +27,15 @@ from pathlib import Path
 import torch
 
 from cifar_moe.cli import cli_main
-from cifar_moe.routing_metrics import summarize
-from cifar_moe.training.routing_callbacks import find_routers
+from cifar_moe.models.router import find_routers
+from cifar_moe.routing.stats import summarize
 
 VARIANTS = {
     "default": [],
     "no_logit_norm": ["--model.net.init_args.router_logit_norm=false"],
+    "mi_reg": ["--model.net.init_args.router_logit_norm=false",
+               "--model.net.init_args.router_aux=mutual_info",
+               "--model.net.init_args.router_aux_weight=0.05"],
     "old": ["--config=configs/routing/old_defaults.yaml"],
 }
 

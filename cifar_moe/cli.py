@@ -10,15 +10,16 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from cifar_moe.cli_help import CompactHelpFormatter, moved_setting_hint
+from cifar_moe.data.augment_settings import flat_setting_hint
 from cifar_moe.data.datamodule import CIFAR10DataModule
 from cifar_moe.errors import UserError
+from cifar_moe.routing.callbacks import RoutingAnalytics, TemperatureSchedule
 from cifar_moe.run_folder import RunConfigSaver, run_logger
 from cifar_moe.training import auto_settings
 from cifar_moe.training import checkpointing as ckpt
 from cifar_moe.training.callbacks import PerClassMetrics
 from cifar_moe.training.module import LitClassifier
 from cifar_moe.training.prediction_writer import PredictionCSVWriter
-from cifar_moe.training.routing_callbacks import RoutingAnalytics, TemperatureSchedule
 from cifar_moe.training.run_summary import RunSummary
 
 ATOMIC_IO = "cifar_moe.training.checkpointing.AtomicCheckpointIO"
@@ -68,6 +69,12 @@ class CifarMoeCLI(LightningCLI):
         self.auto_values = auto_settings.config_values(config)
         auto_settings.say(auto_settings.summary_line(self.auto_values, self.auto_facts))
 
+    def _read_data_first(self) -> None:
+        # The Trainer creates the run folder before it calls the data module's setup.
+        self.datamodule.prepare_and_setup(self.subcommand)
+
+    before_fit = before_validate = before_test = before_predict = _read_data_first
+
     def _parse_ckpt_path(self) -> None:
         # LightningCLI lets the checkpoint's hyperparameters override the model config; TTA
         # is an evaluation choice, so `test --ckpt_path .. --model.tta flip` must keep it.
@@ -111,6 +118,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
     # changes no result that matters. A no-op on GPUs.
     torch.set_flush_denormal(True)
     try:
+        ckpt.check_config_files(sys.argv[1:] if args is None else list(args))
         with ckpt.interrupt_exit_codes():
             return CifarMoeCLI(
                 LitClassifier,
@@ -130,7 +138,9 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
     except ArgumentError as err:
         # jsonargparse explains over several lines (and a usage block); keep the gist.
         gist = " ".join(str(err).split())
-        _fail(moved_setting_hint(gist) or f"{gist[:400]} (--help lists every setting)")
+        gist_line = ckpt.parser_error_line(str(err))
+        hint = moved_setting_hint(gist) or flat_setting_hint(gist)
+        _fail(hint or f"{gist_line} (--help lists every setting)")
     except RuntimeError as err:
         if "Error(s) in loading state_dict" not in str(err):
             raise

@@ -12,11 +12,10 @@ networks; any other ``nn.Module`` taking ``num_classes`` still works as a ``clas
 import argparse
 import re
 
-import yaml
 from jsonargparse import ActionConfigFile, DefaultHelpFormatter
 from torch import nn
 
-from cifar_moe.paths import CONFIG_DIR
+from cifar_moe.models.presets import available_presets, preset_spec
 
 COMMON_FLAGS = {
     "trainer": (
@@ -42,10 +41,10 @@ def first_sentence(text: str) -> str:
 
 
 def project_networks() -> list[str]:
-    """The networks of the presets in ``configs/net/`` (their ``class_path``), in file order."""
+    """The networks of the packaged presets (their ``class_path``), in preset-name order."""
     paths: list[str] = []
-    for preset in sorted(CONFIG_DIR.glob("net/*.yaml")):
-        spec = yaml.safe_load(preset.read_text()) or {}
+    for preset in available_presets():
+        spec = preset_spec(preset) or {}
         path = spec.get("class_path") if isinstance(spec, dict) else None
         if path and path not in paths:
             paths.append(path)
@@ -112,7 +111,7 @@ class CompactHelpFormatter(DefaultHelpFormatter):
         ``--<setting>.help CLASS`` shows one class's arguments."""
         if getattr(action, "_typehint", None) is not nn.Module:
             return ""
-        return (f" Project networks: {', '.join(project_networks())} (configs/net/); "
+        return (f" Project networks: {', '.join(project_networks())} (network presets); "
                 "any nn.Module class_path taking num_classes works.")
 
 

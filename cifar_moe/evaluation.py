@@ -27,25 +27,3 @@ def per_class_accuracy(preds: torch.Tensor, targets: torch.Tensor, num_classes: 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) counts, rows are true classes."""
     return multiclass_confusion_matrix(preds, targets, num_classes)
-
-
-@torch.no_grad()
-def class_expert_matrices(model: torch.nn.Module, loader, num_classes: int) -> list[torch.Tensor]:
-    """Per routed block, the (C, K) mean routing weight for each true class over a loader."""
-    from cifar_moe.training.routing_callbacks import find_routers
-
-    routers = find_routers(model)
-    for router in routers:
-        router.record = True
-    sums = [torch.zeros(num_classes, r.num_experts) for r in routers]
-    counts = torch.zeros(num_classes, 1)
-    model.eval()
-    device = next(model.parameters()).device
-    for images, labels in loader:
-        model(images.to(device))
-        counts.index_add_(0, labels, torch.ones(len(labels), 1))
-        for total, router in zip(sums, routers, strict=True):
-            total.index_add_(0, labels, router.last_weights.float().cpu())  # (C, K)
-    for router in routers:
-        router.record = False
-    return [total / counts.clamp_min(1) for total in sums]

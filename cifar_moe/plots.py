@@ -1,4 +1,5 @@
-"""Figures for notebooks and TensorBoard: curves, per-class bars, confusion, sample grids.
+"""Figures for notebooks and TensorBoard: curves, per-class bars, confusion, sample grids,
+study rows. Routing figures live in ``cifar_moe/routing/plots.py``.
 
 matplotlib is imported lazily with the Agg backend so that training never needs a display.
 """
@@ -10,7 +11,7 @@ import torch
 from cifar_moe.constants import CIFAR10_MEAN, CIFAR10_STD
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
@@ -29,7 +30,7 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
 
 def image_grid(images, true, pred, class_names: Sequence[str], columns: int = 8):
     """Normalised images with 'pred / true' titles; wrong predictions in red."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = (len(images) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
     pictures = denormalize(images).permute(0, 2, 3, 1)  # (B, H, W, 3)
@@ -49,7 +50,7 @@ def curves_figure(scalars: dict, tags: Sequence[str] = ("loss", "acc")):
     Train and val values are plotted against the epoch they belong to; the train/mixing
     tag, when present, shades the epochs in which batches were mixed.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.5), squeeze=False)
     mixing = [v for _, v in scalars.get("train/mixing", [])]
     for ax, tag in zip(axes.flat, tags, strict=True):
@@ -67,7 +68,7 @@ def curves_figure(scalars: dict, tags: Sequence[str] = ("loss", "acc")):
 
 def per_class_bars(class_names: Sequence[str], accuracies: Sequence[float], title: str = ""):
     """Horizontal bars of per-class accuracy."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.barh(list(class_names), [float(a) for a in accuracies])
     ax.set_xlim(0, 1)
@@ -87,7 +88,7 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str]):
     """
     from torchmetrics.classification import MulticlassConfusionMatrix
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6.5), layout="constrained")
     metric = MulticlassConfusionMatrix(num_classes=len(class_names))
     metric.plot(val=confusion.cpu(), ax=ax, labels=list(class_names))
@@ -96,43 +97,10 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str]):
     return fig
 
 
-def matrix_figure(matrix: torch.Tensor, row_names: Sequence[str], title: str = ""):
-    """A heat map with values, e.g. mean routing weight per class (rows) and expert (columns)."""
-    plt = _pyplot()
-    rows, cols = matrix.shape
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * cols, 0.45 * rows + 1))
-    ax.imshow(matrix.cpu().numpy(), cmap="viridis", aspect="auto")
-    ax.set_yticks(range(rows), row_names)
-    ax.set_xticks(range(cols), [f"e{k}" for k in range(cols)])
-    for i in range(rows):
-        for j in range(cols):
-            ax.text(j, i, f"{float(matrix[i, j]):.2f}", ha="center", va="center", fontsize=7)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def routing_figure(scalars: dict, metrics: Sequence[str] = ("entropy", "balance", "mutual_info")):
-    """Per-epoch routing health of every block (``route/block<i>/<metric>`` tags)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
-    blocks = sorted({tag.split("/")[1] for tag in scalars if tag.startswith("route/block")})
-    for ax, metric in zip(axes.flat, metrics, strict=True):
-        for block in blocks:
-            values = [v for _, v in scalars.get(f"route/{block}/{metric}", [])]
-            ax.plot(range(len(values)), values, marker="o", label=block)
-        ax.set_title(metric)
-        ax.set_xlabel("epoch")
-        ax.set_ylim(-0.05, 1.05)
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def study_figure(results: dict):
     """A study's rows side by side (``results.json`` of ``python -m cifar_moe.study``): test
     accuracy per row (mean bar, one dot per seed) and the mean validation curve per row."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in results.get("rows", []) if _finished(r)]
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.5), squeeze=True)
     for i, row in enumerate(rows):

@@ -69,6 +69,9 @@ class RunConfigSaver(SaveConfigCallback):
         stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn enum
         if stage != "fit":
             self.config_filename = f"config_{stage}.yaml"
+        # log_dir is a collective call under DDP: every rank asks once, here; save_config
+        # runs on rank 0 only and must not ask again.
+        self.run_dir = trainer.log_dir
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
@@ -76,4 +79,4 @@ class RunConfigSaver(SaveConfigCallback):
             return
         record = {"cwd": os.getcwd(),
                   "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-        Path(trainer.log_dir, LAUNCH_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+        Path(self.run_dir, LAUNCH_FILE).write_text(yaml.safe_dump(record, sort_keys=False))

@@ -63,11 +63,6 @@ def read_image_tags(run_dir: str | Path) -> list[str]:
     return list(acc.Tags()["images"])
 
 
-def epoch_curve(scalars: dict, tag: str) -> list[float]:
-    """Values of a per-epoch tag, e.g. ``val/acc`` or ``train/loss_epoch``, in logged order."""
-    return [value for _, value in scalars.get(tag, [])]
-
-
 def run_config(run_dir: str | Path) -> dict:
     """The full config a CLI run saved in its ``config.yaml``."""
     import yaml
@@ -97,8 +92,9 @@ def run_datamodule(run_dir: str | Path, **overrides):
     """The run's data module (its ``config.yaml`` data section), paths resolved as the run saw
     them; ``overrides`` replace settings, e.g. ``num_workers=0``."""
     from cifar_moe.data import CIFAR10DataModule
+    from cifar_moe.data.augment_settings import nest_flat_settings
 
-    data = dict(run_config(run_dir)["data"])
+    data = nest_flat_settings(run_config(run_dir)["data"])  # older runs: flat augment keys
     data["data_dir"] = str(resolve_run_path(run_dir, data["data_dir"]))
     if data.get("predict_dir"):
         data["predict_dir"] = str(resolve_run_path(run_dir, data["predict_dir"]))

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from cifar_moe.cli import cli_main
-from cifar_moe.paths import CONFIG_DIR
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _cross_device_rename(src, dst, *args, **kwargs):
@@ -47,7 +48,7 @@ def main(mode: str, data_dir: str, run_dir: str) -> None:
         f"--config={CONFIG_DIR / 'quickstart.yaml'}", "--model.net.init_args.stem_width=8",
         "--model.net.init_args.widths=[32, 64]", "--model.net.init_args.pool_after=[0, 1]",
         f"--data.data_dir={data_dir}", "--data.val_size=40", "--data.num_workers=0",
-        "--data.batch_size=16", "--trainer.limit_train_batches=2",
+        "--data.batch_size=16", "--trainer.limit_train_batches=2", "--model.scheduler=null",
         "--trainer.limit_val_batches=2", "--trainer.max_epochs=1",
         "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={run_dir}", f"--checkpoint.dirpath={ckpts}",

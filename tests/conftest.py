@@ -1,11 +1,19 @@
 """Shared fixtures: a generated CIFAR folder (runs anywhere) and the real slice (CI has it)."""
 
+import os
 from pathlib import Path
 
 import pytest
 
+from cifar_moe.constants import BATCH_FOLDER, TEST_BATCH
 from cifar_moe.data.synthetic import write_synthetic_cifar
-from cifar_moe.paths import REAL_SLICE_DIR, real_slice_available
+
+SLICE_ENV = "CIFAR_MOE_SLICE_DIR"
+"""Environment variable naming the real slice's data_dir, where it is not beside the checkout."""
+
+REAL_SLICE_DIR = Path(os.environ.get(SLICE_ENV)
+                      or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-mini")
+"""data_dir of the real 10% slice (5,085 train / 500 test images): ../shared/... by default."""
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +27,6 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """data_dir of the real slice; skipped where it is absent (a user's clone), never on CI."""
-    if not real_slice_available():
-        pytest.skip(f"real CIFAR-10 slice not found at {REAL_SLICE_DIR}")
+    if not (REAL_SLICE_DIR / BATCH_FOLDER / TEST_BATCH).is_file():
+        pytest.skip(f"real CIFAR-10 slice not found at {REAL_SLICE_DIR} (set ${SLICE_ENV})")
     return REAL_SLICE_DIR

@@ -1,6 +1,8 @@
 """Issue 15: the speed switches' ``auto`` (fast on CUDA, plain on CPU), shown in one line;
 explicit values win; a failing torch.compile falls back to eager with one line."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -8,7 +10,6 @@ import yaml
 from cifar_moe.cli import cli_main
 from cifar_moe.data import CIFAR10DataModule
 from cifar_moe.models import MoENet
-from cifar_moe.paths import CONFIG_DIR
 from cifar_moe.training.auto_settings import (
     CPU,
     DeviceFacts,
@@ -20,6 +21,7 @@ from cifar_moe.training.auto_settings import (
 )
 from cifar_moe.training.module import LitClassifier
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 H100 = DeviceFacts("cuda", "NVIDIA H100 80GB HBM3", bf16=True)
 V100 = DeviceFacts("cuda", "Tesla V100-SXM2-16GB", bf16=False)
 SETTINGS = ("device_augment", "channels_last", "compile")

@@ -3,16 +3,19 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from cifar_moe.data.cifar_files import read_class_names, read_split
-from cifar_moe.paths import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmarks are scripts, not a package
+# The benchmarks are scripts, not a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _epochs import write_tiled
 from _timing import forward_flops, mfu, peak_flops
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_peak_flops_only_for_the_exact_device_and_bf16():
@@ -49,6 +52,7 @@ def test_tiled_suite_smoke(real_data_dir, tmp_path):
             "--model.net.init_args.pool_after=[0, 1]", "--data.batch_size=16",
             "--data.num_workers=0", "--trainer.enable_progress_bar=false"]
     cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_suite.py"), "--tiled", "1",
+           f"--data-dir={real_data_dir}",
            "--epochs", "2", "--limit-batches", "3", "--recipes", "quickstart", "--iters", "1",
            *[f"--fit-args={a}" for a in tiny]]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)

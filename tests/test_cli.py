@@ -4,14 +4,26 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from cifar_moe.cli import cli_main
-from cifar_moe.runs import best_checkpoint, latest_run, read_image_tags, read_scalars
+from cifar_moe.data import AugmentSettings
+from cifar_moe.models.presets import preset_spec
+from cifar_moe.runs import (
+    best_checkpoint,
+    latest_run,
+    read_image_tags,
+    read_scalars,
+    run_datamodule,
+)
 from cifar_moe.training.module import LitClassifier
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-RECIPES = ["mixup_cosine.yaml", "focal_onecycle.yaml", "quickstart.yaml"]
+RECIPES = sorted(p.name for p in CONFIGS.glob("*.yaml"))  # the slice recipe too
 CONTROLS = ["controls/k1.yaml", "controls/resnet18.yaml"]
+# Every overlay (a YAML in a subfolder of configs/ other than studies/).
+OVERLAYS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("*/*.yaml")
+                  if p.parent.name != "studies")
 
 TINY_NET = [
     "--model.net.init_args.stem_width=8",
@@ -55,6 +67,48 @@ def test_controls_layer_over_a_recipe(control, synthetic_data_dir):
     assert type(cli.model.net).__name__ == expected
     if expected == "MoENet":
         assert cli.model.net.num_experts == 1
+
+
+def test_every_recipe_is_covered():
+    assert {"mixup_cosine.yaml", "focal_onecycle.yaml", "quickstart.yaml", "slice.yaml"} <= set(
+        RECIPES)
+    assert len(OVERLAYS) >= 6 and set(CONTROLS) <= set(OVERLAYS)
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_layers_over_the_slice_recipe(overlay, synthetic_data_dir):
+    cli = _instantiate(["slice.yaml", overlay], synthetic_data_dir)
+    assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    for key, value in _leaves(yaml.safe_load((CONFIGS / overlay).read_text())):
+        if key == "trainer.callbacks+":  # appended callbacks are instantiated
+            names = {type(c).__name__ for c in cli.trainer.callbacks}
+            assert {v["class_path"].rpartition(".")[2] for v in value} <= names
+        elif key == "model.net":  # a preset path: that preset's network is built
+            expected = preset_spec(str(CONFIGS / overlay.rpartition("/")[0] / value))
+            assert type(cli.model.net).__name__ == expected["class_path"].rpartition(".")[2]
+        else:
+            assert cli.config[key] == value, key
+
+
+def test_every_row_of_the_slice_study_instantiates(synthetic_data_dir, monkeypatch):
+    from cifar_moe.study.spec import load_study
+
+    monkeypatch.chdir(CONFIGS.parent)  # the study's paths are relative to the repo root
+    study = load_study("configs/studies/slice.yaml")
+    assert study.rows  # else the loop below checks nothing
+    for row in study.rows:
+        args = [a for c in row.configs for a in ("--config", str(c))]
+        cli = cli_main([*args, *study.args, *row.args, f"--data.data_dir={synthetic_data_dir}",
+                        "--data.val_size=40"], run=False)
+        assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10), row.name
 
 
 def test_recipe_numbers_reach_the_objects(synthetic_data_dir):
@@ -135,3 +189,53 @@ def test_both_recipes_run_on_the_real_slice(real_data_dir, tmp_path):
                   *fast_trainer(tmp_path)])
         scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
         assert {"train/loss", "val/acc", "val/acc_class/airplane"} <= scalars.keys()
+
+
+def test_augment_block_on_the_command_line_and_in_print_config(synthetic_data_dir, capsys):
+    base = ["--config", str(CONFIGS / "quickstart.yaml"), f"--data.data_dir={synthetic_data_dir}",
+            "--data.augment.flip_p", "0.3", "--data.augment.hue=0.05"]
+    cli = cli_main(base, run=False)
+    assert cli.datamodule.augment == AugmentSettings(flip_p=0.3, crop_padding=4, hue=0.05)
+    assert cli.datamodule.train_transform.transforms[0].p == 0.3
+    with pytest.raises(SystemExit):
+        cli_main([*base, "--print_config"], run=False)
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]["augment"]
+    assert printed == AugmentSettings(flip_p=0.3, crop_padding=4, hue=0.05).as_dict()
+
+
+@pytest.mark.parametrize(("flag", "line"), [
+    ("--data.augment.hue=0.7", "error: data.augment.hue is 0.7; use a value in [0, 0.5]"),
+    ("--data.augment.crop_padding=-2", "error: data.augment.crop_padding is -2; use 0 (off) or "
+                                       "more"),
+    ("--data.flip_p=0.3", "error: data.flip_p: now data.augment.flip_p; pass "
+                          "--data.augment.flip_p, or in YAML nest it under data: augment: (as "
+                          "the recipes in configs/ do)"),
+])
+def test_bad_augment_setting_is_one_line(flag, line, synthetic_data_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--config", str(CONFIGS / "quickstart.yaml"),
+                  f"--data.data_dir={synthetic_data_dir}", flag], run=False)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert [e for e in err.splitlines() if e.startswith("error")] == [line]
+
+
+@pytest.mark.slow
+def test_saved_run_config_round_trips_the_augment_block(synthetic_data_dir, tmp_path, capsys):
+    expected = AugmentSettings(flip_p=0.3, crop_padding=2, brightness=0.2, hue=0.05)
+    cli_main(["fit", "--config", str(CONFIGS / "mixup_cosine.yaml"), *TINY_NET,
+              f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40",
+              "--data.augment.flip_p=0.3", "--data.augment.crop_padding=2",
+              "--data.augment.contrast=0", "--data.augment.saturation=0",
+              "--data.augment.hue=0.05", *fast_trainer(tmp_path)])
+    run = latest_run(tmp_path / "lightning_logs")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["augment"] == expected.as_dict()
+    # Back in through --config, with the run's checkpoint (read with weights_only=True).
+    cli = cli_main(["validate", "--config", str(run / "config.yaml"),
+                    f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    assert cli.datamodule.augment == expected
+    # A run saved before the augment block (flat keys) still gives its data module.
+    flat = {**saved, "data": {**saved["data"], **saved["data"].pop("augment")}}
+    (run / "config.yaml").write_text(yaml.safe_dump(flat))
+    assert run_datamodule(run).augment == expected

@@ -12,6 +12,7 @@ from torchvision.transforms import v2
 from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from cifar_moe.data import CIFAR10DataModule, read_split
 from cifar_moe.data.augment import build_eval_transform, build_train_transform
+from cifar_moe.data.augment_settings import AugmentSettings
 from cifar_moe.data.cifar_files import read_batch
 from cifar_moe.errors import UserError
 
@@ -80,12 +81,41 @@ def test_val_size_zero_validates_on_test_set_and_too_large_is_an_error(synthetic
 
 
 @pytest.mark.parametrize(("name", "value"), [
-    ("batch_size", 0), ("eval_batch_size", 0), ("val_size", -1), ("num_workers", -1),
-    ("flip_p", 1.5), ("flip_p", -0.1), ("crop_padding", -1), ("hue", 0.7), ("hue", -0.1),
-    ("brightness", -0.2), ("rotation_degrees", -5.0)])
+    ("batch_size", 0), ("eval_batch_size", 0), ("val_size", -1), ("num_workers", -1)])
 def test_bad_settings_are_clear_errors(name, value):
     with pytest.raises(UserError, match=rf"^data\.{name} is [^\n]*$"):
         CIFAR10DataModule(**{name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("flip_p", 1.5), ("flip_p", -0.1), ("crop_padding", -1), ("hue", 0.7), ("hue", -0.1),
+    ("brightness", -0.2), ("contrast", -0.1), ("saturation", -0.1), ("rotation_degrees", -5.0)])
+def test_bad_augment_settings_are_clear_errors(name, value):
+    for build in (lambda: AugmentSettings(**{name: value}),
+                  lambda: CIFAR10DataModule(augment={name: value})):  # a run config's mapping
+        with pytest.raises(UserError, match=rf"^data\.augment\.{name} is {value}; use [^\n]*$"):
+            build()
+
+
+def test_augment_settings_reach_both_paths_and_stay_plain_in_checkpoints(tmp_path):
+    settings = AugmentSettings(flip_p=0.3, crop_padding=2, hue=0.05, rotation_degrees=7.0)
+    for given in (settings, settings.as_dict()):
+        dm = CIFAR10DataModule(augment=given)
+        assert dm.augment == settings and dm.device_batches.augment.settings == settings
+        steps = dm.train_transform.transforms
+        assert (steps[0].p, steps[1].padding, steps[2].hue, steps[3].degrees) == (
+            0.3, [2, 2, 2, 2], (-0.05, 0.05), [-7.0, 7.0])
+    # Lightning saves dict(hparams) into checkpoints; the CLI reads them with weights_only.
+    assert dm.hparams["augment"] == settings.as_dict() == dm.hparams_initial["augment"]
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "h.ckpt")
+    loaded = torch.load(tmp_path / "h.ckpt", weights_only=True)
+    assert AugmentSettings.of(loaded["datamodule_hyper_parameters"]["augment"]) == settings
+
+
+def test_augment_mapping_with_an_unknown_key_is_one_line():
+    with pytest.raises(UserError, match=r"^data\.augment has no setting jitter; use one of "
+                                        r"flip_p, crop_padding, [^\n]*$"):
+        AugmentSettings.of({"flip_p": 0.5, "jitter": 0.2})
 
 
 def test_class_names_before_and_after_the_data_exists(tmp_path, broken_copy):
@@ -105,14 +135,14 @@ def test_class_names_before_and_after_the_data_exists(tmp_path, broken_copy):
 ])
 def test_each_augmentation_is_off_able(option):
     kwargs, kind = option
-    steps = build_train_transform(**(NO_AUG | kwargs)).transforms
+    steps = build_train_transform(AugmentSettings(**(NO_AUG | kwargs))).transforms
     assert [type(s) for s in steps] == [kind, v2.ToDtype, v2.Normalize]
-    assert len(build_train_transform(**NO_AUG).transforms) == 2
+    assert len(build_train_transform(AugmentSettings(**NO_AUG)).transforms) == 2
 
 
 def test_train_augmentation_output(synthetic_data_dir):
-    dm = _dm(synthetic_data_dir, val_size=50, brightness=0.3, contrast=0.3, saturation=0.3,
-             hue=0.1, rotation_degrees=10)
+    dm = _dm(synthetic_data_dir, val_size=50, augment=AugmentSettings(
+        brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1, rotation_degrees=10))
     images, labels = next(iter(dm.train_dataloader()))
     assert images.dtype == torch.float32 and images.shape == (128, 3, 32, 32)
     assert labels.dtype == torch.int64 and labels.shape == (128,)
@@ -125,7 +155,7 @@ def test_train_augmentation_output(synthetic_data_dir):
 @pytest.mark.parametrize("flip_p", [0.0, 1.0])
 def test_flip_probability(synthetic_data_dir, flip_p):
     raw = read_split(synthetic_data_dir / BATCH_FOLDER, train=False)[0][:20]  # (20, 3, 32, 32)
-    transform = build_train_transform(flip_p=flip_p, crop_padding=0)
+    transform = build_train_transform(AugmentSettings(flip_p=flip_p, crop_padding=0))
     out = torch.stack([transform(img) for img in raw])
     expected = build_eval_transform()(torch.flip(raw, dims=[-1]) if flip_p else raw)
     torch.testing.assert_close(out, expected)
@@ -136,9 +166,13 @@ def test_loaders(synthetic_data_dir):
     dm = _dm(synthetic_data_dir, val_size=50, batch_size=64, eval_batch_size=16)
     train = dm.train_dataloader()
     assert len(train) == math.ceil(150 / 64)  # drop_last=False keeps the short batch
-    epochs = [torch.cat([y for _, y in train]) for _ in range(2)]
+    epochs = []
+    for epoch in (0, 1, 1):
+        train.sampler.set_epoch(epoch)  # what Lightning does before every epoch
+        epochs.append(torch.cat([y for _, y in train]))
     assert sorted(epochs[0].tolist()) == sorted(dm.datasets["train"].labels.tolist())
     assert not torch.equal(epochs[0], epochs[1])  # reshuffled every epoch
+    assert torch.equal(epochs[1], epochs[2])  # an epoch's order depends on (seed, epoch) only
     val = [next(iter(dm.val_dataloader()))[0] for _ in range(2)]
     assert torch.equal(val[0], val[1])  # evaluation is deterministic
     for loader in (dm.test_dataloader(), dm.predict_dataloader()):

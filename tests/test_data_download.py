@@ -76,6 +76,8 @@ def test_local_tarball_is_extracted(tmp_path):
     _tarball(tmp_path, data_dir)
     dm = CIFAR10DataModule(data_dir=str(data_dir), val_size=10, num_workers=0, download=False)
     dm.prepare_data()
+    assert not dm.datasets  # prepare_data only extracts; setup reads
+    dm.setup("fit")
     assert len(dm.datasets["train"]) == 40
     assert sorted(p.name for p in data_dir.iterdir()) == [BATCH_FOLDER, "cifar-10-python.tar.gz"]
 

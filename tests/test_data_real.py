@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES
-from cifar_moe.data import CIFAR10DataModule, read_split
+from cifar_moe.data import AugmentSettings, CIFAR10DataModule, read_split
 from cifar_moe.data.cifar_files import read_class_names
 
 pytestmark = pytest.mark.real_data
@@ -26,7 +26,7 @@ def test_reads_real_slice(real_data_dir):
 
 def test_real_slice_through_the_datamodule(real_data_dir):
     dm = CIFAR10DataModule(data_dir=str(real_data_dir), val_size=500, num_workers=0,
-                           flip_p=0.0, crop_padding=0)
+                           augment=AugmentSettings(flip_p=0.0, crop_padding=0))
     assert dm.class_names == list(CIFAR10_CLASSES) and dm.num_classes == 10
     dm.setup("fit")
     assert (len(dm.datasets["train"]), len(dm.datasets["val"])) == (4585, 500)

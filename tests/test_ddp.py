@@ -6,14 +6,17 @@ whole split, which also shows both ranks drew the same split (20 images each).""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from cifar_moe.data import CIFAR10DataModule
 from cifar_moe.evaluation import predict_labels
-from cifar_moe.paths import CONFIG_DIR, REPO_ROOT
 from cifar_moe.runs import read_scalars
 from cifar_moe.training.module import LitClassifier
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
 
 
 @pytest.mark.slow

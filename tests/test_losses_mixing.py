@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
 from cifar_moe.constants import CIFAR10_CLASSES
 from cifar_moe.errors import UserError
@@ -130,29 +129,3 @@ def test_both_mixers_pick_per_batch():
         # cutmix keeps some pixels exactly; mixup (lambda < 1) changes every pixel
         kinds.add(bool((mixed == images).any()))
     assert kinds == {True, False}
-
-
-def _lrs(scheduler, steps):
-    out = []
-    for _ in range(steps):
-        out.append(scheduler.optimizer.param_groups[0]["lr"])
-        scheduler.optimizer.step()
-        scheduler.step()
-    return [*out, scheduler.optimizer.param_groups[0]["lr"]]
-
-
-def test_onecycle_final_lr():
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
-    sched = OneCycleLR(opt, max_lr=0.05, total_steps=100, pct_start=0.15, div_factor=25,
-                       final_div_factor=10000)
-    lrs = _lrs(sched, 99)
-    assert lrs[0] == pytest.approx(0.05 / 25)
-    assert max(lrs) == pytest.approx(0.05)
-    assert lrs[-1] == pytest.approx(0.05 / 25 / 10000)
-
-
-def test_cosine_reaches_eta_min_at_t_max():
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.19)
-    lrs = _lrs(CosineAnnealingLR(opt, T_max=35, eta_min=1e-4), 35)
-    assert lrs[0] == pytest.approx(0.19)
-    assert lrs[35] == pytest.approx(1e-4)

@@ -11,6 +11,7 @@ import yaml
 from cifar_moe.errors import UserError
 from cifar_moe.models import ExpertConv2d, MoENet, Router
 from cifar_moe.models.presets import PRESET_DIR, available_presets, build_net
+from cifar_moe.models.router import find_routers
 
 PRESETS = ["resnet18", "seed_a", "seed_b", "slice"]
 # Every network the README tabulates; the K=1 control is seed_b with one expert, an
@@ -54,7 +55,9 @@ def test_parameter_counts_match_readme(name):
 
 
 def test_k1_control_has_no_routing():
-    assert not any(r.mlp for r in _net("k1_control").routers())
+    net = _net("k1_control")
+    routers = [m for m in net.modules() if isinstance(m, Router)]
+    assert len(routers) == 6 and not any(r.mlp for r in routers) and not find_routers(net)
 
 
 def test_presets_leave_num_classes_to_the_data_module():
@@ -130,11 +133,11 @@ def test_k1_expert_conv_equals_plain_conv(impl):
     torch.testing.assert_close(conv(x, torch.ones(3, 1)), F.conv2d(x, conv.weight, padding=1))
 
 
-def test_network_helpers_reach_every_routed_block():
+def test_find_routers_reaches_every_routed_block_in_order():
     net = build_net("seed_b")
-    assert len(list(net.expert_blocks())) == len(net.routers()) == 6
-    net.set_impl("aggregate")
-    assert {m.impl for m in net.modules() if isinstance(m, ExpertConv2d)} == {"aggregate"}
+    routers = find_routers(net)
+    assert len(routers) == 6 and [r.num_experts for r in routers] == [4] * 6
+    assert routers[0] is net.blocks[0].router and not find_routers(build_net("resnet18"))
 
 
 @pytest.mark.parametrize(

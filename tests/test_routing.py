@@ -7,9 +7,10 @@ import torch
 
 from cifar_moe.cli import cli_main
 from cifar_moe.models import Router
-from cifar_moe.routing_metrics import balance_penalty, summarize
+from cifar_moe.models.router import find_routers
+from cifar_moe.routing.callbacks import TemperatureSchedule
+from cifar_moe.routing.stats import balance_penalty, summarize
 from cifar_moe.runs import latest_run, read_image_tags, read_scalars
-from cifar_moe.training.routing_callbacks import TemperatureSchedule
 
 K = 4
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -96,7 +97,7 @@ def test_router_aux_loss_reaches_the_router_and_is_read_once():
     aux = net.aux_loss()
     aux.backward()
     assert aux > 0 and net.aux_loss() is None
-    assert all(r.mlp[3].weight.grad is not None for r in net.routers())
+    assert all(r.mlp[3].weight.grad is not None for r in find_routers(net))
     net.eval()(torch.randn(8, 3, 32, 32))
     assert net.aux_loss() is None  # evaluation adds nothing
 
@@ -118,7 +119,8 @@ def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, 
         "--model.net.init_args.stem_width=8",
         f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40", "--data.num_workers=0",
         "--data.batch_size=16", f"--trainer.default_root_dir={tmp_path}",
-        "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+        "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
+        "--model.scheduler.init_args.pct_start=0.5",  # OneCycle needs 2+ warm-up steps
         "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
         "--trainer.enable_progress_bar=false",
     ])
@@ -131,3 +133,18 @@ def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, 
     assert taus[0] == pytest.approx(30) and taus[-1] < 30
     assert "train/aux_loss" in scalars  # the overlay's balance penalty reached the loss
     assert "route/block0/class_expert" in read_image_tags(run)
+
+
+def test_running_stats_equal_the_whole_batch_and_give_the_class_matrix():
+    torch.manual_seed(0)
+    from cifar_moe.routing.stats import RoutingStats
+
+    weights = torch.randn(40, K).softmax(dim=1)
+    labels = torch.randint(0, 3, (40,))
+    stats = RoutingStats(K, num_classes=3)
+    stats.update(weights[:15], labels[:15])
+    stats.update(weights[15:], labels[15:])
+    whole = summarize(weights)
+    assert stats.summary() == pytest.approx(whole)
+    expected = torch.stack([weights[labels == c].mean(dim=0) for c in range(3)])  # (C, K)
+    torch.testing.assert_close(stats.class_matrix(), expected)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifar_moe.paths import CONFIG_DIR, REPO_ROOT
 from cifar_moe.study.__main__ import main
 from cifar_moe.study.runner import child_command, one_line_error, plan
 from cifar_moe.study.spec import load_study
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
 QUICK = str(CONFIG_DIR / "quickstart.yaml")
 K1 = str(CONFIG_DIR / "controls" / "k1.yaml")
 # A 4 K-parameter network, 3 training and 2 validation batches of 16, 2 epochs: seconds.

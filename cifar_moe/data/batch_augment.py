@@ -1,6 +1,7 @@
 """Whole-batch augmentation on any device: each image its own flip, crop, jitter, rotation.
 
-The same settings as :mod:`cifar_moe.data.augment` (per-image torchvision v2) and the same
+The same :class:`~cifar_moe.data.augment_settings.AugmentSettings` as
+:mod:`cifar_moe.data.augment` (per-image torchvision v2) and the same
 distributions of each random parameter: flip with probability p; crop offsets uniform in
 [0, 2 * padding]; brightness, contrast and saturation factors uniform in
 [max(0, 1 - s), 1 + s]; hue shift uniform in [-h, h]; angle uniform in [-d, d], nearest
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cifar_moe.constants import CIFAR10_MEAN, CIFAR10_STD
+from cifar_moe.data.augment_settings import DEFAULT_AUGMENT, AugmentSettings
 
 GRAY = (0.2989, 0.587, 0.114)  # the luma weights torchvision uses
 
@@ -95,22 +97,18 @@ def color_jitter(x: Tensor, brightness: float, contrast: float, saturation: floa
 class BatchAugment:
     """uint8 (B, 3, 32, 32) batch -> augmented, normalised float32 batch, on its device."""
 
-    def __init__(self, flip_p: float = 0.5, crop_padding: int = 4, brightness: float = 0.0,
-                 contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0,
-                 rotation_degrees: float = 0.0) -> None:
-        self.flip_p, self.crop_padding = flip_p, crop_padding
-        self.rotation_degrees = rotation_degrees
-        self.jitter = (brightness, contrast, saturation, hue)
+    def __init__(self, settings: AugmentSettings = DEFAULT_AUGMENT) -> None:
+        self.settings = settings
 
     def __call__(self, images: Tensor) -> Tensor:
-        x = images
-        if self.flip_p > 0 or self.crop_padding > 0:
-            x = flip_and_crop(x, self.flip_p, self.crop_padding)
+        s, x = self.settings, images
+        if s.flip_p > 0 or s.crop_padding > 0:
+            x = flip_and_crop(x, s.flip_p, s.crop_padding)
         x = x.float().div_(255.0)
-        if any(self.jitter):
-            x = color_jitter(x, *self.jitter)
-        if self.rotation_degrees > 0:
-            x = rotate(x, self.rotation_degrees)
+        if any(s.jitter):
+            x = color_jitter(x, *s.jitter)
+        if s.rotation_degrees > 0:
+            x = rotate(x, s.rotation_degrees)
         return normalize(x)
 
 
@@ -119,3 +117,20 @@ def normalize(x: Tensor) -> Tensor:
     mean = torch.tensor(CIFAR10_MEAN, device=x.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD, device=x.device).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)
+
+
+class DeviceBatches:
+    """The device data path: the uint8 training set copied to the batches' device once, and
+    each batch of indices made into an augmented ``(images, labels)`` batch there."""
+
+    def __init__(self, settings: AugmentSettings = DEFAULT_AUGMENT) -> None:
+        self.augment = BatchAugment(settings)
+        self._resident: tuple[Tensor, Tensor] | None = None
+
+    def __call__(self, images: Tensor, labels: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """``images`` (N, 3, 32, 32) uint8 and ``labels`` (N,) of the whole training set;
+        ``indices`` (B,) on the training device."""
+        if self._resident is None or self._resident[0].device != indices.device:
+            self._resident = (images.to(indices.device), labels.to(indices.device))
+        images, labels = self._resident
+        return self.augment(images[indices]), labels[indices]

@@ -4,15 +4,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import DataLoader
 
 from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, META_FILE
-from cifar_moe.data.augment import (
-    AUGMENT_SETTINGS,
-    build_eval_transform,
-    build_train_transform,
-)
-from cifar_moe.data.batch_augment import BatchAugment
+from cifar_moe.data.augment import build_eval_transform, build_train_transform
+from cifar_moe.data.augment_settings import DEFAULT_AUGMENT, AugmentSettings
+from cifar_moe.data.batch_augment import DeviceBatches
 from cifar_moe.data.cifar_files import read_class_names, read_split
 from cifar_moe.data.dataset import TensorImageDataset
 from cifar_moe.data.download import ensure_cifar10
@@ -35,13 +32,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory for faster copies (only used when CUDA is available).
         persistent_workers: keep workers alive between epochs (only when num_workers > 0).
-        flip_p: probability of a horizontal flip.
-        crop_padding: zero padding of the random 32x32 crop; 0 turns cropping off.
-        brightness: colour-jitter brightness strength; 0 is off.
-        contrast: colour-jitter contrast strength; 0 is off.
-        saturation: colour-jitter saturation strength; 0 is off.
-        hue: colour-jitter hue strength in [0, 0.5]; 0 is off.
-        rotation_degrees: random rotation range in degrees (+-); 0 is off.
+        augment: training augmentation (:class:`AugmentSettings`), the same for both paths;
+            ``augment: {flip_p: 0.3}`` in YAML, ``--data.augment.flip_p 0.3`` on the command line.
         device_augment: hold the training set on the training device and augment whole
             batches there (same settings, same distributions); off = per-image DataLoader;
             ``auto`` = on for a CUDA device only.
@@ -60,25 +52,20 @@ class CIFAR10DataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = True,
         persistent_workers: bool = True,
-        flip_p: float = 0.5,
-        crop_padding: int = 4,
-        brightness: float = 0.0,
-        contrast: float = 0.0,
-        saturation: float = 0.0,
-        hue: float = 0.0,
-        rotation_degrees: float = 0.0,
+        augment: AugmentSettings = DEFAULT_AUGMENT,
         device_augment: bool | Auto = AUTO,
         predict_dir: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.augment = AugmentSettings.of(augment)  # a mapping too: a run's config, a checkpoint
+        # Plain values in hparams, as checkpoints hold them and are read with weights_only=True.
+        self.save_hyperparameters(ignore="augment")
+        self.save_hyperparameters({"augment": self.augment.as_dict()})
         _check_settings(self.hparams)
-        # One set of settings for both paths, so they cannot drift apart.
-        augment = {name: self.hparams[name] for name in AUGMENT_SETTINGS}
-        self.train_transform = build_train_transform(**augment)
+        # One settings object for both paths, so they cannot drift apart.
+        self.train_transform = build_train_transform(self.augment)
         self.eval_transform = build_eval_transform()
-        self.batch_augment = BatchAugment(**augment)
-        self._resident: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.device_batches = DeviceBatches(self.augment)
         self.datasets: dict[str, TensorImageDataset] = {}
         self.train_indices = self.val_indices = None
         self._order_seed: int | None = None
@@ -106,22 +93,35 @@ class CIFAR10DataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def prepare_data(self) -> None:
-        if self.hparams.predict_dir is not None and self.trainer and self.trainer.predicting:
-            self.setup("predict")  # the images alone: no CIFAR folder needed, no download
-            return
-        # Reading here (before the Trainer creates log folders) means a bad folder or
-        # val_size fails with nothing written; setup reuses what was read.
-        ensure_cifar10(self.hparams.data_dir, self.hparams.download)
-        self.setup()
+        """Download or extract the CIFAR folder when it is missing; reads nothing."""
+        predicting = self.trainer is not None and self.trainer.predicting
+        if self._needs_cifar("predict" if predicting else "fit"):
+            ensure_cifar10(self.hparams.data_dir, self.hparams.download)
+
+    def prepare_and_setup(self, stage: str) -> None:
+        """``prepare_data`` then ``setup(stage)``, called by the CLI before the Trainer runs.
+
+        The Trainer creates the run folder between those two hooks; reading first makes a
+        bad folder or ``val_size`` fail with nothing written.
+        """
+        if self._needs_cifar(stage):
+            ensure_cifar10(self.hparams.data_dir, self.hparams.download)
+        self.setup(stage)
+
+    def _needs_cifar(self, stage: str | None) -> bool:
+        # predict of a predict_dir classifies those images alone: no CIFAR folder, no download.
+        return not (stage == "predict" and self.hparams.predict_dir is not None)
 
     def setup(self, stage: str | None = None) -> None:
         """Read both splits into memory once and cut the seeded validation hold-out."""
-        if stage == "predict" and self.hparams.predict_dir is not None:
+        if not self._needs_cifar(stage):
             self._read_predict_dir()
             return
         if self.datasets:
             return
-        ensure_cifar10(self.hparams.data_dir, self.hparams.download)
+        if not self.folder.is_dir():
+            raise UserError(f"data.data_dir {self.hparams.data_dir} has no {BATCH_FOLDER}/; "
+                            "call prepare_data() first (the Trainer and the CLI do)")
         train_images, train_labels = read_split(self.folder, train=True)
         test_images, test_labels = read_split(self.folder, train=False)
         self.train_indices, self.val_indices = self._split(len(train_labels))
@@ -152,8 +152,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         workers = self.hparams.num_workers
         dataset, sampler = self.datasets[split], None
         if train:  # order and augmentation from (seed, epoch, index): see epoch_order.py
-            sampler = EpochShuffle(len(dataset), self.order_seed, epoch=self._first_epoch)
-            dataset = SeededSamples(dataset)
+            sampler, dataset = self._epoch_shuffle(len(dataset), keyed=True), SeededSamples(dataset)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size if train else self.eval_batch_size,
@@ -165,9 +164,18 @@ class CIFAR10DataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(0),
         )
 
+    def _epoch_shuffle(self, n: int, keyed: bool) -> EpochShuffle:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return EpochShuffle(n, self.order_seed, keyed, self._first_epoch, rank, world)
+
     @property
     def order_seed(self) -> int:
-        """Seed of the training order and augmentation: the run's seed, kept in checkpoints."""
+        """Seed of the training order and augmentation: the run's seed, kept in checkpoints.
+
+        Under DDP every process must draw the same permutation: ``seed_everything`` gives
+        each the same seed (a broadcast here would interleave with Lightning's own collectives).
+        """
         if self._order_seed is None:
             self._order_seed = torch.initial_seed() & ((1 << 63) - 1)
         return self._order_seed
@@ -197,24 +205,16 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.uses_device_path:
             # Batches of indices only; the images never leave the device (see below).
             n = len(self.datasets["train"])
-            order = EpochShuffle(n, self.order_seed, keyed=False, epoch=self._first_epoch)
-            batches = BatchSampler(order, self.hparams.batch_size, False)
-            return DataLoader(range(n), batch_sampler=batches,
+            return DataLoader(range(n), self.hparams.batch_size,
+                              sampler=self._epoch_shuffle(n, keyed=False),
                               generator=torch.Generator().manual_seed(0))
         return self._loader("train", train=True)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if not isinstance(batch, torch.Tensor):  # an (images, labels) batch: already done
             return batch
-        images, labels = self._resident_train_set(batch.device)
-        return self.batch_augment(images[batch]), labels[batch]
-
-    def _resident_train_set(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The uint8 training images and labels, copied to ``device`` once."""
-        if self._resident is None or self._resident[0].device != device:
-            data = self.datasets["train"]
-            self._resident = (data.images.to(device), data.labels.to(device))
-        return self._resident
+        train = self.datasets["train"]
+        return self.device_batches(train.images, train.labels, batch)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
@@ -249,16 +249,8 @@ def _check_settings(h) -> None:
          h.eval_batch_size, "use 1 or more, or null"),
         (h.val_size >= 0, "data.val_size", h.val_size, "use 0 (test set) or more"),
         (h.num_workers >= 0, "data.num_workers", h.num_workers, "use 0 or more"),
-        (0.0 <= h.flip_p <= 1.0, "data.flip_p", h.flip_p, "use a probability in [0, 1]"),
-        (h.crop_padding >= 0, "data.crop_padding", h.crop_padding, "use 0 (off) or more"),
-        (0.0 <= h.hue <= 0.5, "data.hue", h.hue, "use a value in [0, 0.5]"),
-        (h.rotation_degrees >= 0, "data.rotation_degrees", h.rotation_degrees, "use 0 or more"),
         (h.predict_dir is None or Path(h.predict_dir).is_dir(), "data.predict_dir",
          h.predict_dir, "pass an existing folder of PNG/JPEG images"),
-    ]
-    checks += [
-        (getattr(h, k) >= 0, f"data.{k}", getattr(h, k), "use 0 (off) or more")
-        for k in ("brightness", "contrast", "saturation")
     ]
     for ok, name, value, fix in checks:
         if not ok:

@@ -11,7 +11,7 @@ and whether the run was resumed. ``seed`` itself is saved in the checkpoint.
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 _SEED_MASK = (1 << 63) - 1
 
@@ -21,8 +21,13 @@ def derived_seed(*parts: int) -> int:
     return hash(tuple(parts)) & _SEED_MASK
 
 
-class EpochShuffle(Sampler):
+class EpochShuffle(DistributedSampler):
     """A fresh permutation of ``range(n)`` every epoch, drawn from ``(seed, epoch)``.
+
+    Under DDP every process draws the same permutation and takes every ``world``-th index
+    from ``rank`` on: disjoint shards that together cover the set (padded, as torch's
+    DistributedSampler does, so shards are equally long: up to ``world - 1`` repeats).
+    Being a ``DistributedSampler``, Lightning uses it as it is instead of wrapping it.
 
     Lightning calls ``set_epoch`` before each epoch, but it builds the first epoch's
     iterator before that call (and worker processes draw ahead at once), so a resumed run
@@ -30,18 +35,16 @@ class EpochShuffle(Sampler):
     ``(index, sample_seed)`` pairs for :class:`SeededSamples`; without, plain indices.
     """
 
-    def __init__(self, n: int, seed: int, keyed: bool = True, epoch: int = 0) -> None:
-        self.n, self.seed, self.keyed, self.epoch = n, seed, keyed, epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, n: int, seed: int, keyed: bool = True, epoch: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
+        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.n, self.keyed, self.epoch = n, keyed, epoch
 
     def __iter__(self) -> Iterator:
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
         order = torch.randperm(self.n, generator=generator).tolist()
+        order = (order * (1 + self.total_size // max(self.n, 1)))[: self.total_size]
+        order = order[self.rank : self.total_size : self.num_replicas]
         if not self.keyed:
             return iter(order)
         return ((i, derived_seed(self.seed, self.epoch, i)) for i in order)

@@ -1,6 +1,6 @@
 """The routed-expert network: stem -> expert blocks (with max-pools) -> classifier."""
 
-from collections.abc import Iterator
+from functools import partial
 from typing import Literal
 
 import torch
@@ -10,14 +10,14 @@ from cifar_moe.errors import UserError
 from cifar_moe.models.blocks import PlainExpertBlock, ResidualExpertBlock
 from cifar_moe.models.classifier import Classifier
 from cifar_moe.models.expert_conv import IMPLS, ExpertConv2d, ExpertImpl
-from cifar_moe.models.router import Router
+from cifar_moe.models.router import Router, find_routers
 from cifar_moe.models.stem import Stem
 
 BLOCKS = {"plain": PlainExpertBlock, "residual": ResidualExpertBlock}
 
 
 class MoENet(nn.Module):
-    """A CIFAR network of per-sample routed K-expert conv blocks. Presets: ``configs/net/``.
+    """A CIFAR network of per-sample routed K-expert conv blocks. Presets: ``models/presets/``.
 
     The defaults are a small 3-stage net for quick trials; the seed networks' numbers live
     only in their YAML presets.
@@ -75,16 +75,10 @@ class MoENet(nn.Module):
         extra: dict = {"router": router}
         if block == "residual":
             extra["bottleneck_ratio"] = bottleneck_ratio
-        layers: list[nn.Module] = []
-        in_channels = stem_width
-        for index, width in enumerate(widths):
-            layers.append(BLOCKS[block](in_channels, width, num_experts, reduction,
-                                        block_dropout, impl, **extra))
-            if index in pool_after:
-                layers.append(nn.MaxPool2d(2))
-            in_channels = width
-        self.blocks = nn.Sequential(*layers)
-        self.classifier = Classifier(in_channels, num_classes, classifier_dropout)
+        make = partial(BLOCKS[block], num_experts=num_experts, reduction=reduction,
+                       dropout=block_dropout, impl=impl, **extra)
+        self.blocks = _stack(make, stem_width, widths, pool_after)
+        self.classifier = Classifier(widths[-1], num_classes, classifier_dropout)
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -95,24 +89,22 @@ class MoENet(nn.Module):
 
         A training loop adds it to the task loss; any network may offer this method.
         """
-        losses = [r.aux_loss for r in self.routers() if r.aux_loss is not None]
-        for r in self.routers():
+        routers = find_routers(self)
+        losses = [r.aux_loss for r in routers if r.aux_loss is not None]
+        for r in routers:
             r.aux_loss = None  # read once: no graph outlives its step
         return torch.stack(losses).mean() if losses else None
 
-    def expert_blocks(self) -> Iterator[nn.Module]:
-        """The routed blocks, in order; each has ``.router`` and ``.experts``."""
-        return (m for m in self.blocks if isinstance(m, tuple(BLOCKS.values())))
 
-    def routers(self) -> list[Router]:
-        return [block.router for block in self.expert_blocks()]
-
-    def set_impl(self, impl: ExpertImpl) -> "MoENet":
-        """Switch every expert conv to ``mixture`` or ``aggregate``; parameters are unchanged."""
-        for module in self.modules():
-            if isinstance(module, ExpertConv2d):
-                module.impl = impl
-        return self
+def _stack(make, in_channels: int, widths: list[int], pool_after: list[int]) -> nn.Sequential:
+    """Blocks of the given widths, each chained to the last, with 2x2 max-pools after some."""
+    layers: list[nn.Module] = []
+    for index, width in enumerate(widths):
+        layers.append(make(in_channels, width))
+        if index in pool_after:
+            layers.append(nn.MaxPool2d(2))
+        in_channels = width
+    return nn.Sequential(*layers)
 
 
 def init_weights(net: nn.Module) -> None:

@@ -4,7 +4,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cifar_moe.routing_metrics import balance_penalty
+from cifar_moe.routing.stats import balance_penalty
+
+
+def find_routers(module: nn.Module) -> list["Router"]:
+    """Routers that actually route (K > 1), in forward order."""
+    return [m for m in module.modules() if isinstance(m, Router) and m.num_experts > 1]
 
 
 class Router(nn.Module):

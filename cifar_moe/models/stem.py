@@ -16,4 +16,3 @@ class Stem(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
-        self.out_channels = out_channels

@@ -40,7 +40,7 @@ class LitClassifier(L.LightningModule):
     """Image classifier around any ``nn.Module`` that maps (B, 3, 32, 32) to (B, C) logits.
 
     Args:
-        net: the network (a preset from ``configs/net/`` or any module); num_classes is
+        net: the network (a preset from ``cifar_moe/models/presets/`` or any module); num_classes is
             linked from the data module by the CLI.
         class_names: class names in label order; linked from the data module by the CLI.
         loss: ``cross_entropy`` or ``focal``.
@@ -238,6 +238,8 @@ def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:
 def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights):
     if not 0.0 <= label_smoothing < 1.0:
         raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
+    if focal_gamma < 0:
+        raise UserError(f"model.focal_gamma is {focal_gamma}; use 0 (cross-entropy) or more")
     weights = class_weight_vector(class_weights, class_names)
     if loss == "focal":
         return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights)

@@ -53,6 +53,8 @@ class RunSummary(L.Callback):
         self.best_epoch = state_dict.get("best_epoch")
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        # log_dir is a collective call under DDP: every rank must ask, then only rank 0 writes.
+        log_dir = trainer.log_dir or ""
         if not trainer.is_global_zero:
             return
         if self.hparams_tab:
@@ -60,13 +62,13 @@ class RunSummary(L.Callback):
             for logger in (lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)):
                 write_hparams(logger, params, self.best_acc, trainer.global_step)
         if self.print_summary:
-            print(self.summary(trainer, time.perf_counter() - self._started), flush=True)
+            print(self.summary(trainer, time.perf_counter() - self._started, log_dir),
+                  flush=True)
 
-    def summary(self, trainer, seconds: float) -> str:
+    def summary(self, trainer, seconds: float, log_dir: str) -> str:
         """The end-of-fit lines (paths relative to the working folder where possible)."""
         ckpt_cb = trainer.checkpoint_callback
         best_path = getattr(ckpt_cb, "best_model_path", "") or ""
-        log_dir = trainer.log_dir or ""
         if self.best_acc is None:
             head = "fit done: no validation ran, so there is no best val/acc"
         else:

@@ -8,9 +8,6 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
 from cifar_moe.errors import UserError
 
-MIN_WARMUP_STEPS = 2
-"""OneCycle divides by its warm-up length minus one: fewer steps crash or spike the LR."""
-
 
 def scheduler_config(factory, optimizer, trainer, saved: dict | None) -> dict:
     """Lightning's ``lr_scheduler`` entry for ``factory``, checked against the run.
@@ -34,10 +31,12 @@ def _one_cycle_steps(trainer, pct_start: float, saved: dict | None) -> int:
                         f"trainer.max_epochs is {trainer.max_epochs}; set --trainer.max_epochs "
                         "(or --trainer.max_steps)")
     total = int(steps)
-    if pct_start * total < MIN_WARMUP_STEPS:
+    # OneCycle divides by (warm-up steps - 1): a warm-up of exactly one step cannot run.
+    if float(pct_start * total) - 1 == 0:
         raise UserError(f"model.scheduler: OneCycleLR has only {total} steps, so its warm-up "
-                        f"(pct_start {pct_start} x {total}) is under {MIN_WARMUP_STEPS} steps; "
-                        "run more epochs or batches, raise pct_start, or use another scheduler")
+                        f"(pct_start {pct_start} x {total}) is a single step, which it cannot "
+                        "schedule; run more epochs or batches, change pct_start, or use another "
+                        "scheduler")
     before = (saved or {}).get("total_steps")
     if before is not None and before != total:
         raise UserError(f"ckpt_path: its OneCycleLR run has {before} steps but this run has "

@@ -11,7 +11,12 @@
 from cifar_moe.training.checkpointing.atomic_io import AtomicCheckpointIO, remove_stale_partials
 from cifar_moe.training.checkpointing.epoch_checkpoint import EpochCheckpoint, non_finite_count
 from cifar_moe.training.checkpointing.interrupt import InterruptCheckpoint, interrupt_exit_codes
-from cifar_moe.training.checkpointing.preflight import preflight, trainer_problem
+from cifar_moe.training.checkpointing.preflight import (
+    check_config_files,
+    parser_error_line,
+    preflight,
+    trainer_problem,
+)
 from cifar_moe.training.checkpointing.resume import (
     check_same_network,
     read_checkpoint,
@@ -23,9 +28,11 @@ __all__ = [
     "AtomicCheckpointIO",
     "EpochCheckpoint",
     "InterruptCheckpoint",
+    "check_config_files",
     "check_same_network",
     "interrupt_exit_codes",
     "non_finite_count",
+    "parser_error_line",
     "preflight",
     "read_checkpoint",
     "remove_stale_partials",

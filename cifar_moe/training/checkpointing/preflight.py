@@ -7,7 +7,7 @@ from pathlib import Path
 from cifar_moe.errors import UserError
 
 MONITORABLE = ("val/acc", "val/loss", "train/acc", "train/loss", "train/mixing",
-               "train/balance_penalty")
+               "train/aux_loss")
 """Epoch metrics the module logs; ``val/acc_class/<name>`` is monitorable too."""
 PER_CLASS_PREFIX = "val/acc_class/"
 

@@ -2,7 +2,6 @@
 
 import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +45,25 @@ def read_checkpoint(ckpt_path: str) -> dict | None:
     if what is None:
         try:
             saved = torch.load(path, weights_only=True, map_location="cpu")
-        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile,
-                ValueError, OSError) as err:
-            kind = "truncated" if "central directory" in str(err) else "not a torch checkpoint"
-            what = f"cannot be read ({kind}: {' '.join(str(err).split())[:80]})"
+        except Exception as err:
+            # torch's own text would suggest weights_only=False, which runs arbitrary code.
+            what = f"cannot be read: {_load_problem(path, err)}"
         else:
             what = _content_problem(saved)
             if what is None:
                 return saved
     raise UserError(f"ckpt_path {ckpt_path} {what}; pass a .ckpt file a fit wrote "
                     "(for example <run>/checkpoints/last.ckpt)")
+
+
+def _load_problem(path: Path, err: Exception) -> str:
+    head = path.read_bytes()[:4]
+    if head.startswith(b"PK"):  # a zip: torch's format, cut short or damaged
+        return "a torch zip file that is truncated or damaged (an interrupted copy?)"
+    pickled = head.startswith(b"\x80")  # pickle protocol 2+: torch's legacy format
+    if pickled and isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err):
+        return "it holds Python objects beyond tensors and plain values, so it is not loaded"
+    return f"not a torch checkpoint ({type(err).__name__})"
 
 
 def _file_problem(path: Path) -> str | None:

@@ -1,37 +1,43 @@
-"""Building a network preset from its YAML in ``configs/net/`` (the only place its numbers live)."""
+"""Network presets: the YAML files in this folder, the only place their numbers live.
+
+They ship inside the package (read with ``importlib.resources``), so ``build_net("seed_b")``
+works from an installed wheel as from a checkout; the recipes in ``configs/`` point here.
+"""
 
 import importlib
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
 from torch import nn
 
 from cifar_moe.errors import UserError
-from cifar_moe.paths import CONFIG_DIR
 
-PRESET_DIR = CONFIG_DIR / "net"
+PRESET_DIR = files(__name__)
+"""The folder of preset YAML files (a ``Traversable``: ``/``, ``read_text``, ``iterdir``)."""
 
 
 def available_presets() -> list[str]:
     """Preset names, the YAML stems in ``PRESET_DIR``, sorted."""
-    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
+    return sorted(p.name.removesuffix(".yaml") for p in PRESET_DIR.iterdir()
+                  if p.name.endswith(".yaml"))
 
 
 def preset_spec(name_or_path: str) -> dict:
     """The ``class_path`` / ``init_args`` dict of a preset name or a YAML path."""
     path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
+    source = path if path.suffix else PRESET_DIR / f"{name_or_path}.yaml"
+    if not source.is_file():
         raise UserError(
             f"no network preset {name_or_path!r}; use one of {', '.join(available_presets())} "
             f"or a YAML path"
         )
-    return yaml.safe_load(path.read_text())
+    return yaml.safe_load(source.read_text())
 
 
 def build_net(name_or_path: str, **overrides) -> nn.Module:
-    """Instantiate a preset (name in ``configs/net/`` or YAML path), overrides on top.
+    """Instantiate a preset (a name from :func:`available_presets` or a YAML path), overrides
+    on top.
 
     The K = 1 control is ``build_net("seed_b", num_experts=1)``.
     """

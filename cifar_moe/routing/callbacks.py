@@ -1,4 +1,4 @@
-"""Routing analytics and the router temperature schedule, as callbacks.
+"""Routing analytics and the router temperature schedule, as Lightning callbacks.
 
 Both find routers as the ``Router`` modules inside ``pl_module.net``; a network without
 routers (ResNet-18) or with K = 1 is simply left alone.
@@ -10,14 +10,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from cifar_moe.errors import UserError
-from cifar_moe.models.router import Router
-from cifar_moe.plots import matrix_figure
-from cifar_moe.routing_metrics import per_sample_entropy, routing_summary
-
-
-def find_routers(module: torch.nn.Module) -> list[Router]:
-    """Routers that actually route (K > 1), in forward order."""
-    return [m for m in module.modules() if isinstance(m, Router) and m.num_experts > 1]
+from cifar_moe.models.router import Router, find_routers
+from cifar_moe.routing.plots import matrix_figure
+from cifar_moe.routing.stats import RoutingStats
 
 
 class RoutingAnalytics(L.Callback):
@@ -36,7 +31,7 @@ class RoutingAnalytics(L.Callback):
         self.on_train = on_train
         self.class_matrix = class_matrix
         self.routers: list[Router] = []
-        self.state: dict[str, list[dict]] = {}
+        self.state: dict[str, list[RoutingStats]] = {}
 
     def setup(self, trainer, pl_module, stage) -> None:
         self.routers = find_routers(pl_module)
@@ -44,31 +39,21 @@ class RoutingAnalytics(L.Callback):
             router.record = True
 
     def _reset(self, stage, num_classes, device) -> None:
-        self.state[stage] = [
-            {"w": torch.zeros(r.num_experts, device=device), "h": torch.zeros((), device=device),
-             "n": torch.zeros((), device=device),
-             "cls": torch.zeros(num_classes, r.num_experts, device=device)}
-            for r in self.routers
-        ]
+        self.state[stage] = [RoutingStats(r.num_experts, num_classes).to(device)
+                             for r in self.routers]
 
     def _accumulate(self, stage, labels) -> None:
-        for acc, router in zip(self.state[stage], self.routers, strict=True):
-            w = router.last_weights.float()  # (B, K)
-            acc["w"] += w.sum(dim=0)
-            acc["h"] += per_sample_entropy(w).sum()
-            acc["n"] += len(w)
-            acc["cls"].index_add_(0, labels, w)  # (C, K) sums per true class
+        for stats, router in zip(self.state[stage], self.routers, strict=True):
+            stats.update(router.last_weights, labels)
 
     def _finish(self, stage, trainer, pl_module) -> list[torch.Tensor]:
         matrices = []
         prefix = {"train": "route_train", "val": "route", "test": "route_test"}[stage]
-        for i, acc in enumerate(self.state.pop(stage, [])):
-            acc = {k: trainer.strategy.reduce(v, reduce_op="sum") for k, v in acc.items()}
-            summary = routing_summary(acc["w"], acc["h"], int(acc["n"]))
-            for name, value in summary.items():
+        for i, stats in enumerate(self.state.pop(stage, [])):
+            stats.reduce(lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
+            for name, value in stats.summary().items():
                 pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=False)
-            counts = acc["cls"].sum(dim=1, keepdim=True).clamp_min(1e-12)
-            matrices.append(acc["cls"] / counts)  # (C, K) mean weight per class
+            matrices.append(stats.class_matrix())  # (C, K) mean weight per class
         return matrices
 
     def _on_batch(self, stage, batch) -> None:

@@ -1,0 +1,126 @@
+"""Mistakes caught before training, as one line; schedules checked against the run."""
+
+import pytest
+import torch
+
+from cifar_moe.cli import cli_main
+from cifar_moe.runs import latest_run
+from tests.test_reliability import _args
+
+
+def _ckpt_files(folder):
+    """Every kind of bad --ckpt_path: name -> (path, text the one line must contain)."""
+    folder.mkdir()
+    real = folder / "real.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(64, 64)}, "epoch": 0, "global_step": 4}, real)
+    cases = {
+        "garbage": (b"\x13\x37" * 500, "not a torch checkpoint"),
+        "truncated": (real.read_bytes()[: real.stat().st_size // 2], "truncated"),
+        "text file": (b"epoch: 3\n", "not a torch checkpoint"),
+        "zero bytes": (b"", "empty (0 bytes"),
+    }
+    files = {}
+    for name, (content, expected) in cases.items():
+        path = folder / f"{name.replace(' ', '_')}.ckpt"
+        path.write_bytes(content)
+        files[name] = (path, expected)
+    torch.save({"weights": torch.ones(2)}, folder / "dict.ckpt")
+    torch.save(torch.ones(3), folder / "tensor.ckpt")
+    files["plain dict"] = (folder / "dict.ckpt", "dict without state_dict")
+    files["tensor"] = (folder / "tensor.ckpt", "holds a Tensor")
+    files["missing"] = (folder / "nope.ckpt", "does not exist")
+    files["folder"] = (folder, "is a folder")
+    return files
+
+
+CKPT_CASES = ["garbage", "truncated", "text file", "zero bytes", "plain dict", "tensor",
+              "missing", "folder"]
+
+
+def _one_line_error(capsys, info) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: "), err[-1]
+    return err[-1]
+
+
+@pytest.mark.parametrize("case", CKPT_CASES)
+def test_every_bad_ckpt_path_is_one_line(case, synthetic_data_dir, tmp_path, capsys):
+    path, expected = _ckpt_files(tmp_path / "ckpts")[case]
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as info:
+        cli_main(_args(synthetic_data_dir, runs, f"--ckpt_path={path}"))
+    line = _one_line_error(capsys, info)
+    assert str(path) in line and expected in line, line
+    assert "weights_only=False" not in line
+    assert not (runs / "lightning_logs").exists()  # no stray version_N
+
+
+def _blocked(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    return blocker
+
+
+BEFORE_TRAINING = {  # case: (extra arguments given the tmp_path, text the line must contain)
+    "checkpoint dirpath": (lambda t: [f"--checkpoint.dirpath={_blocked(t)}/ckpts"],
+                           "checkpoint.dirpath"),
+    "logger save_dir": (lambda t: ['--trainer.logger={"class_path": "lightning.pytorch.loggers.'
+                                   'TensorBoardLogger", "init_args": {"save_dir": "'
+                                   f'{_blocked(t)}/logs"}}}}'], "save_dir"),
+    "monitor typo": (lambda t: ["--checkpoint.monitor=val/acc_typo"], "checkpoint.monitor"),
+    "devices 0": (lambda t: ["--trainer.devices=0"], "devices"),
+    "strategy typo": (lambda t: ["--trainer.strategy=ddpp"], "strategy='ddpp'"),
+    "max_epochs 0": (lambda t: ["--trainer.max_epochs=0"], "trainer.max_epochs is 0"),
+    "focal_gamma < 0": (lambda t: ["--model.loss=focal", "--model.focal_gamma=-1"],
+                        "model.focal_gamma"),
+    "OneCycle, max_epochs -1": (lambda t: ["--trainer.max_epochs=-1"], "known length"),
+    # 1 epoch x 4 batches x pct_start 0.25: a one-step warm-up (ZeroDivisionError before).
+    "OneCycle, too few steps": (lambda t: ["--trainer.max_epochs=1"], "warm-up"),
+    "unknown scheduler key": (lambda t: ["--model.scheduler.init_args.max_lrr=3"], "'max_lrr'"),
+    "empty config": (lambda t: [f"--config={t / 'empty.yaml'}"], "empty.yaml is empty"),
+}
+if not torch.cuda.is_available():
+    BEFORE_TRAINING["gpu without a GPU"] = (lambda t: ["--trainer.accelerator=gpu"],
+                                            "accelerator='gpu'")
+
+
+@pytest.mark.parametrize("case", list(BEFORE_TRAINING))
+def test_mistakes_are_one_line_before_training(case, synthetic_data_dir, tmp_path, capsys):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    make_extra, expected = BEFORE_TRAINING[case]
+    with pytest.raises(SystemExit) as info:
+        cli_main(_args(synthetic_data_dir, tmp_path / "runs", *make_extra(tmp_path)))
+    line = _one_line_error(capsys, info)
+    assert expected in line, line
+    # Nothing trained: no checkpoint was written anywhere.
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subcommand", ["test", "validate"])
+def test_evaluating_without_ckpt_path_warns_untrained(subcommand, synthetic_data_dir,
+                                                     tmp_path, capsys):
+    args = [subcommand, *_args(synthetic_data_dir, tmp_path)[1:], "--trainer.limit_test_batches=2"]
+    cli_main(args)
+    err = capsys.readouterr().err
+    assert f"warning: {subcommand} without --ckpt_path reports untrained" in err
+
+
+@pytest.mark.slow
+def test_cosine_t_max_shorter_than_the_run_warns(synthetic_data_dir, tmp_path, capsys):
+    cli_main(_args(synthetic_data_dir, tmp_path, "--model.scheduler=CosineAnnealingLR",
+                   "--model.scheduler.init_args.T_max=35", "--trainer.max_epochs=2"))
+    assert "T_max is 35 but trainer.max_epochs is 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_extending_a_finished_onecycle_run_is_one_line(synthetic_data_dir, tmp_path, capsys):
+    cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=2"))
+    last = latest_run(tmp_path / "lightning_logs") / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit) as info:
+        cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=4",
+                       f"--ckpt_path={last}"))
+    line = _one_line_error(capsys, info)
+    assert "has 8 steps but this run has 16" in line and "Resume with the max_epochs" in line
