@@ -98,17 +98,27 @@ def test_every_overlay_layers_over_the_slice_recipe(overlay, synthetic_data_dir)
             assert cli.config[key] == value, key
 
 
-def test_every_row_of_the_slice_study_instantiates(synthetic_data_dir, monkeypatch):
+@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIGS / "studies").glob("*.yaml")))
+def test_every_row_of_every_study_instantiates(name, synthetic_data_dir, monkeypatch):
     from cifar_moe.study.spec import load_study
 
     monkeypatch.chdir(CONFIGS.parent)  # the study's paths are relative to the repo root
-    study = load_study("configs/studies/slice.yaml")
+    study = load_study(f"configs/studies/{name}")
     assert study.rows  # else the loop below checks nothing
     for row in study.rows:
         args = [a for c in row.configs for a in ("--config", str(c))]
         cli = cli_main([*args, *study.args, *row.args, f"--data.data_dir={synthetic_data_dir}",
                         "--data.val_size=40"], run=False)
         assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10), row.name
+
+
+def test_slice_study_has_the_rows_it_must_compare(monkeypatch):
+    from cifar_moe.study.spec import load_study
+
+    monkeypatch.chdir(CONFIGS.parent)
+    names = [row.name for row in load_study("configs/studies/slice.yaml").rows]
+    for needed in ("slice recipe", "K=1", "old routing defaults", "static residual"):
+        assert any(needed in name for name in names), needed
 
 
 def test_recipe_numbers_reach_the_objects(synthetic_data_dir):

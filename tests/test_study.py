@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from cifar_moe.study.__main__ import main
-from cifar_moe.study.runner import child_command, one_line_error, plan
-from cifar_moe.study.spec import load_study
+from cifar_moe.study.report import last_quarter_gain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -40,87 +39,19 @@ def write_study(folder: Path, data_dir, rows: list[dict], seeds=(0,), **extra) -
     return path
 
 
-# --- the study YAML -------------------------------------------------------------------
-
-GOOD_ROW = {"name": "a", "configs": [QUICK]}
-BAD = {
-    "missing rows": ({"data": {}, "seeds": [0]}, "missing key 'rows'"),
-    "empty rows": ({"data": {}, "seeds": [0], "rows": []}, "rows: expected a non-empty list"),
-    "unknown key": ({"data": {}, "seed": [0], "rows": [GOOD_ROW]}, "unknown key 'seed'"),
-    "no seeds": ({"data": {}, "seeds": [], "rows": [GOOD_ROW]}, "seeds: expected"),
-    "missing config": ({"data": {}, "seeds": [0], "rows": [{"name": "a", "configs": [
-        "configs/nope.yaml"]}]}, "rows[0] configs: configs/nope.yaml not found"),
-    "duplicate names": ({"data": {}, "seeds": [0], "rows": [GOOD_ROW, {
-        "name": "A", "configs": [QUICK]}]}, "give every row a distinct name"),
-    "row without name": ({"data": {}, "seeds": [0], "rows": [{"configs": [QUICK]}]},
-                         "rows[0]: missing key 'name'"),
-    "arg not an override": ({"data": {}, "seeds": [0], "rows": [{**GOOD_ROW, "args": [
-        "trainer.max_epochs=3"]}]}, "rows[0] args: 'trainer.max_epochs=3' is not"),
-    "data not a mapping": ({"data": ["x"], "seeds": [0], "rows": [GOOD_ROW]}, "data:"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD))
-def test_bad_study_yaml_is_one_line(case, tmp_path, capsys):
-    content, expected = BAD[case]
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump({**content, "out": str(tmp_path / "out")}))
-    with pytest.raises(SystemExit) as info:
-        main([str(path)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2
-    assert len(err) == 1 and err[0].startswith("error: study.yaml") and expected in err[0], err
-    assert not (tmp_path / "out").exists()  # nothing half-written
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("data: [unclosed\n", "not valid YAML"), ("- just a list\n", "expected a mapping")])
-def test_unreadable_study_yaml_is_one_line(text, expected, tmp_path, capsys):
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    with pytest.raises(SystemExit) as info:
-        main([str(path), "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
-
-
-def test_relative_paths_resolve_against_the_current_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "cfg.yaml").write_text("trainer: {max_epochs: 1}\n")
-    Path("s.yaml").write_text(yaml.safe_dump({
-        "data": {"data_dir": "data", "val_size": 40}, "seeds": [0, 1],
-        "args": ["--trainer.max_epochs=2"],
-        "rows": [{"name": "Row A!", "configs": ["cfg.yaml"], "args": ["--x=1"], "seeds": [1]},
-                 {"name": "row b", "configs": ["cfg.yaml"]}]}))
-    study = load_study("s.yaml")
-    assert study.out == tmp_path / "lightning_logs" / "studies" / "s"
-    assert study.data["data_dir"] == str(tmp_path / "data")
-    assert [r.slug for r in study.rows] == ["row-a", "row-b"]
-    runs = plan(study)  # seed by seed; row A only at its own seed 1
-    assert [(r.row.slug, r.seed) for r in runs] == [("row-b", 0), ("row-a", 1), ("row-b", 1)]
-    assert runs[1].folder == study.out / "runs" / "row-a" / "seed1"
-    cmd = child_command(study, runs[1], threads=None)
-    tail = cmd[cmd.index("--") + 1:]
-    assert tail == [f"--config={tmp_path / 'cfg.yaml'}", f"--data.data_dir={tmp_path / 'data'}",
-                    "--data.val_size=40", "--trainer.max_epochs=2", "--x=1",
-                    "--seed_everything=1", "--trainer.enable_progress_bar=false"]
-    assert "--threads" not in cmd and "--threads" in child_command(study, runs[1], threads=3)
-
-
-def test_one_line_error_prefers_the_error_line():
-    text = "warning: x\nerror: data.data_dir: put the files there\n\nTraceback...\n  more\n"
-    assert one_line_error(text, 2) == "data.data_dir: put the files there"
-    assert one_line_error("Traceback\n  File x\nValueError: bad\n\n", 1) == "ValueError: bad"
-    assert one_line_error("", -9) == "killed by signal 9"
-
-
-# --- the report, from run folders written by hand -------------------------------------
-
 def _result(acc: float, curve: list[float], routing: dict | None = None) -> dict:
     return {"test_acc": acc, "val_acc_curve": curve, "val_epochs": list(range(len(curve))),
             "best_val_acc": max(curve), "best_epoch": curve.index(max(curve)),
             "epochs_run": len(curve), "fit_seconds": 10.0, "train_img_per_s": 100.0,
             "routing": routing or {}}
+
+
+def test_last_quarter_gain_tells_a_converged_curve_from_a_rising_one():
+    flat = [0.1 * i for i in range(6)] + [0.7] * 14  # 20 epochs, flat from epoch 6
+    rising = [0.03 * i for i in range(20)]
+    assert last_quarter_gain(flat) == pytest.approx(0.0)
+    assert last_quarter_gain(rising) == pytest.approx(0.06)  # (17+18+19 - 15-16-17) * 0.01
+    assert last_quarter_gain([0.5] * 7) is None
 
 
 def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
@@ -148,10 +79,10 @@ def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
     assert two["val_acc_curve"]["max"] == [0.1, 0.4]
     assert two["routing_mean"]["route/block0/balance"] == pytest.approx(0.9)
     table = (out / "results.md").read_text().splitlines()
-    assert "| two | 35.0 +/- 7.1 | 0: 30.0, 1: 40.0 | 35.0 | 2 | 10 | 100 |" in table
-    assert "| one | 25.0 (1 seed) | 0: 25.0 | 20.0 | 1 | 10 | 100 |" in table
+    assert "| two | 35.0 +/- 7.1 | 0: 30.0, 1: 40.0 | 35.0 | - | 2 | 10 | 100 |" in table
+    assert "| one | 25.0 (1 seed) | 0: 25.0 | 20.0 | - | 1 | 10 | 100 |" in table
     assert "| half | 25.0 (1 seed) | 0: 25.0, 1: failed: out of \\| luck |" in "\n".join(table)
-    assert "| pending | not run | 0: not run, 1: not run | - | - | - | - |" in table
+    assert "| pending | not run | 0: not run, 1: not run | - | - | - | - | - |" in table
     assert "| two | block0 | 0.90 | 0.10 | 0.00 | - | - |" in table
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -13,7 +13,7 @@ from cifar_moe.data.batch_augment import DeviceBatches
 from cifar_moe.data.cifar_files import read_class_names, read_split
 from cifar_moe.data.dataset import TensorImageDataset
 from cifar_moe.data.download import ensure_cifar10
-from cifar_moe.data.epoch_order import EpochShuffle, SeededSamples
+from cifar_moe.data.epoch_order import EpochOrder, EpochShuffle, SeededSamples
 from cifar_moe.data.image_folder import ImageFolder, read_image_folder
 from cifar_moe.errors import UserError
 from cifar_moe.training.auto_settings import AUTO, Auto, facts_for_trainer, settle
@@ -68,8 +68,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.device_batches = DeviceBatches(self.augment)
         self.datasets: dict[str, TensorImageDataset] = {}
         self.train_indices = self.val_indices = None
-        self._order_seed: int | None = None
-        self._first_epoch = 0  # > 0 when resumed: see EpochShuffle
+        self.order = EpochOrder()  # training order and augmentation seeds, checkpointed
         self.predict_folder: ImageFolder | None = None
 
     @property
@@ -165,31 +164,13 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
 
     def _epoch_shuffle(self, n: int, keyed: bool) -> EpochShuffle:
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return EpochShuffle(n, self.order_seed, keyed, self._first_epoch, rank, world)
-
-    @property
-    def order_seed(self) -> int:
-        """Seed of the training order and augmentation: the run's seed, kept in checkpoints.
-
-        Under DDP every process must draw the same permutation: ``seed_everything`` gives
-        each the same seed (a broadcast here would interleave with Lightning's own collectives).
-        """
-        if self._order_seed is None:
-            self._order_seed = torch.initial_seed() & ((1 << 63) - 1)
-        return self._order_seed
+        return self.order.sampler(n, keyed, self.trainer)
 
     def state_dict(self) -> dict:
-        # The epoch a resume starts with: the next one when this one's batches are all done.
-        epoch, loop = 0, self.trainer.fit_loop if self.trainer else None
-        if loop is not None:
-            epoch = self.trainer.current_epoch + int(loop.epoch_loop.batch_progress.is_last_batch)
-        return {"order_seed": self.order_seed, "first_epoch": epoch}
+        return self.order.state_dict(self.trainer)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._order_seed = state_dict.get("order_seed", self._order_seed)
-        self._first_epoch = state_dict.get("first_epoch", 0)
+        self.order.load_state_dict(state_dict)
 
     @property
     def eval_batch_size(self) -> int:

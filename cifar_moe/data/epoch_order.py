@@ -68,3 +68,37 @@ class SeededSamples(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]
+
+
+class EpochOrder:
+    """The data module's checkpointed order state: the seed and the epoch a run starts at."""
+
+    def __init__(self) -> None:
+        self._seed: int | None = None
+        self.first_epoch = 0  # > 0 when resumed: see EpochShuffle
+
+    @property
+    def seed(self) -> int:
+        """Seed of the training order and augmentation: the run's seed, kept in checkpoints.
+
+        Under DDP every process must draw the same permutation: ``seed_everything`` gives
+        each the same seed (a broadcast here would interleave with Lightning's own collectives).
+        """
+        if self._seed is None:
+            self._seed = torch.initial_seed() & _SEED_MASK
+        return self._seed
+
+    def sampler(self, n: int, keyed: bool, trainer) -> EpochShuffle:
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return EpochShuffle(n, self.seed, keyed, self.first_epoch, rank, world)
+
+    def state_dict(self, trainer) -> dict:
+        # The epoch a resume starts with: the next one when this one's batches are all done.
+        epoch, loop = 0, trainer.fit_loop if trainer else None
+        if loop is not None:
+            epoch = trainer.current_epoch + int(loop.epoch_loop.batch_progress.is_last_batch)
+        return {"order_seed": self.seed, "first_epoch": epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._seed = state_dict.get("order_seed", self._seed)
+        self.first_epoch = state_dict.get("first_epoch", 0)

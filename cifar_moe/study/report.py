@@ -47,6 +47,16 @@ def curve_band(runs: list[dict]) -> dict:
             "std": [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]}
 
 
+def last_quarter_gain(curve: list[float]) -> float | None:
+    """How much validation accuracy still rose over the run's last quarter: the mean of its
+    last 3 values minus the mean of the 3 values where the last quarter starts (a converged
+    run is near 0). None for runs too short to tell (under 8 validations)."""
+    if len(curve) < 8:
+        return None
+    start = len(curve) - len(curve) // 4
+    return statistics.fmean(curve[-3:]) - statistics.fmean(curve[start:start + 3])
+
+
 def aggregate(runs: list[dict]) -> dict:
     """Means over a row's finished runs (std of test acc where 2+ seeds finished)."""
     ok = [r for r in runs if r["status"] == "ok"]
@@ -56,6 +66,7 @@ def aggregate(runs: list[dict]) -> dict:
         agg[f"{key}_mean"] = _mean([r.get(key) for r in ok])
     accs = [r["test_acc"] for r in ok]
     agg["test_acc_std"] = statistics.stdev(accs) if len(accs) > 1 else None
+    agg["last_quarter_gain_mean"] = _mean([last_quarter_gain(r["val_acc_curve"]) for r in ok])
     keys = sorted({k for r in ok for k in r.get("routing", {})})
     agg["routing_mean"] = {k: _mean([r["routing"].get(k) for r in ok]) for k in keys}
     agg["val_acc_curve"] = curve_band(ok)

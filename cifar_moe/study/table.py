@@ -39,13 +39,16 @@ def _test_acc(row: dict) -> str:
 
 
 def results_table(rows: list[dict]) -> list[str]:
-    lines = ["| row | test acc % (mean +/- std) | seed: test acc % | best val acc % | epochs "
-             "| fit s | train img/s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| row | test acc % (mean +/- std) | seed: test acc % | best val acc % "
+             "| val gain over last quarter, pp | epochs | fit s | train img/s |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         agg = row["aggregate"]
         mean = _test_acc(row)
         cells = [row["name"], mean, _per_seed(row["runs"], mean),
-                 _num(agg["best_val_acc_mean"], scale=100), _num(agg["epochs_run_mean"], ".3g"),
+                 _num(agg["best_val_acc_mean"], scale=100),
+                 _num(agg.get("last_quarter_gain_mean"), "+.1f", scale=100),
+                 _num(agg["epochs_run_mean"], ".3g"),
                  _num(agg["fit_seconds_mean"], ".0f"), _num(agg["train_img_per_s_mean"], ".0f")]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return lines

@@ -1,6 +1,5 @@
 """The LightningModule: owns loss, metrics, mixing and optimisation around an injected net."""
 
-import inspect
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -82,7 +81,15 @@ class LitClassifier(L.LightningModule):
         tta: TTAMode = "none",
     ) -> None:
         super().__init__()
-        _save_hparams_without_module(self)
+        # So load_from_checkpoint needs no YAML. Under the CLI, `net` arrives as its config
+        # (class_path + init_args), which rebuilds the network on load; a network built by
+        # hand is dropped rather than pickled, and loads with `net=` passed again.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
+        if isinstance(self.hparams.get("net"), nn.Module):
+            self.hparams.pop("net")
+            self._hparams_initial.pop("net", None)
         self.net = net
         self.class_names = list(class_names)
         self.loss_fn = _build_loss(
@@ -118,31 +125,34 @@ class LitClassifier(L.LightningModule):
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         images, labels = batch
+        training = stage == "train"
+        mixing = training and self.mixer.active(self.current_epoch)
         targets = labels
-        mixing = stage == "train" and self.mixer.active(self.current_epoch)
         if mixing:
             images, targets = self.mixer(images, labels)  # targets: (B, C) soft
-        logits = self(images) if stage == "train" else tta_logits(self, images, self.tta)
+        logits = self(images) if training else tta_logits(self, images, self.tta)
         loss = self.loss_fn(logits, targets)
-        if stage == "train":
-            self._check_finite(loss)
-        if stage == "train":
-            loss = loss + self._aux_loss()
-        # On a mixed batch accuracy is measured against each sample's dominant label.
-        reference = targets.argmax(dim=-1) if mixing else labels
         preds = logits.argmax(dim=-1)
         metric = getattr(self, f"{stage}_acc")
-        batch_acc = metric(preds, reference)
+        # On a mixed batch accuracy is measured against each sample's dominant label.
+        batch_acc = metric(preds, targets.argmax(dim=-1) if mixing else labels)
+        if training:
+            loss = self._training_loss(loss, batch_acc, mixing)
         # Epoch values carry the plain keys (train/loss, val/acc); train also logs per step.
         # Evaluation losses are averaged over all processes (metric objects sync themselves).
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=stage != "train")
+                 sync_dist=not training)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
-        if stage == "train":
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
-            self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
-            self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
         return {"loss": loss, "preds": preds, "targets": labels}
+
+    def _training_loss(self, loss: Tensor, batch_acc: Tensor, mixing: bool) -> Tensor:
+        """The task loss checked, plus the network's regulariser; the per-step logs."""
+        self._check_finite(loss)
+        loss = loss + self._aux_loss()
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+        self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
+        self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
+        return loss
 
     def _check_finite(self, loss: Tensor) -> None:
         # One host sync per step; a NaN that trains on silently costs far more.
@@ -206,21 +216,6 @@ class LitClassifier(L.LightningModule):
     def _scheduler_config(self, optimizer) -> dict:
         saved = (self._resumed_schedulers or [None])[0]
         return scheduler_config(self.scheduler_factory, optimizer, self.trainer, saved)
-
-
-def _save_hparams_without_module(module: L.LightningModule) -> None:
-    """Save init args so ``load_from_checkpoint(path)`` needs no YAML.
-
-    Under the CLI, Lightning records ``net`` as its config (class_path + init_args), which
-    rebuilds the network on load. Built by hand, ``net`` arrives as a module object: it is
-    dropped rather than pickled, and such a checkpoint loads with ``net=`` passed again.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-        module.save_hyperparameters(frame=inspect.currentframe().f_back)
-    if isinstance(module.hparams.get("net"), nn.Module):
-        module.hparams.pop("net")
-        module._hparams_initial.pop("net", None)
 
 
 def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:

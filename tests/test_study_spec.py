@@ -1,0 +1,90 @@
+"""Study YAML: validation as one line, paths relative to the current folder, run plan and
+child command, one-line errors of failed runs."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifar_moe.study.__main__ import main
+from cifar_moe.study.runner import child_command, one_line_error, plan
+from cifar_moe.study.spec import load_study
+
+QUICK = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+
+
+# --- the study YAML -------------------------------------------------------------------
+
+GOOD_ROW = {"name": "a", "configs": [QUICK]}
+BAD = {
+    "missing rows": ({"data": {}, "seeds": [0]}, "missing key 'rows'"),
+    "empty rows": ({"data": {}, "seeds": [0], "rows": []}, "rows: expected a non-empty list"),
+    "unknown key": ({"data": {}, "seed": [0], "rows": [GOOD_ROW]}, "unknown key 'seed'"),
+    "no seeds": ({"data": {}, "seeds": [], "rows": [GOOD_ROW]}, "seeds: expected"),
+    "missing config": ({"data": {}, "seeds": [0], "rows": [{"name": "a", "configs": [
+        "configs/nope.yaml"]}]}, "rows[0] configs: configs/nope.yaml not found"),
+    "duplicate names": ({"data": {}, "seeds": [0], "rows": [GOOD_ROW, {
+        "name": "A", "configs": [QUICK]}]}, "give every row a distinct name"),
+    "row without name": ({"data": {}, "seeds": [0], "rows": [{"configs": [QUICK]}]},
+                         "rows[0]: missing key 'name'"),
+    "arg not an override": ({"data": {}, "seeds": [0], "rows": [{**GOOD_ROW, "args": [
+        "trainer.max_epochs=3"]}]}, "rows[0] args: 'trainer.max_epochs=3' is not"),
+    "data not a mapping": ({"data": ["x"], "seeds": [0], "rows": [GOOD_ROW]}, "data:"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_study_yaml_is_one_line(case, tmp_path, capsys):
+    content, expected = BAD[case]
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**content, "out": str(tmp_path / "out")}))
+    with pytest.raises(SystemExit) as info:
+        main([str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert len(err) == 1 and err[0].startswith("error: study.yaml") and expected in err[0], err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("data: [unclosed\n", "not valid YAML"), ("- just a list\n", "expected a mapping")])
+def test_unreadable_study_yaml_is_one_line(text, expected, tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as info:
+        main([str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
+
+
+def test_relative_paths_resolve_against_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cfg.yaml").write_text("trainer: {max_epochs: 1}\n")
+    Path("s.yaml").write_text(yaml.safe_dump({
+        "data": {"data_dir": "data", "val_size": 40}, "seeds": [0, 1],
+        "args": ["--trainer.max_epochs=2"],
+        "rows": [{"name": "Row A!", "configs": ["cfg.yaml"], "args": ["--x=1"], "seeds": [1]},
+                 {"name": "row b", "configs": ["cfg.yaml"]}]}))
+    study = load_study("s.yaml")
+    assert study.out == tmp_path / "lightning_logs" / "studies" / "s"
+    assert study.data["data_dir"] == str(tmp_path / "data")
+    assert [r.slug for r in study.rows] == ["row-a", "row-b"]
+    runs = plan(study)  # seed by seed; row A only at its own seed 1
+    assert [(r.row.slug, r.seed) for r in runs] == [("row-b", 0), ("row-a", 1), ("row-b", 1)]
+    assert runs[1].folder == study.out / "runs" / "row-a" / "seed1"
+    cmd = child_command(study, runs[1], threads=None)
+    tail = cmd[cmd.index("--") + 1:]
+    assert tail == [f"--config={tmp_path / 'cfg.yaml'}", f"--data.data_dir={tmp_path / 'data'}",
+                    "--data.val_size=40", "--trainer.max_epochs=2", "--x=1",
+                    "--seed_everything=1", "--trainer.enable_progress_bar=false"]
+    assert "--threads" not in cmd and "--threads" in child_command(study, runs[1], threads=3)
+
+
+def test_one_line_error_prefers_the_error_line():
+    text = "warning: x\nerror: data.data_dir: put the files there\n\nTraceback...\n  more\n"
+    assert one_line_error(text, 2) == "data.data_dir: put the files there"
+    assert one_line_error("Traceback\n  File x\nValueError: bad\n\n", 1) == "ValueError: bad"
+    assert one_line_error("", -9) == "killed by signal 9"
+
+
+# --- the report, from run folders written by hand -------------------------------------
