@@ -30,3 +30,15 @@ def real_data_dir() -> Path:
     if not (REAL_SLICE_DIR / BATCH_FOLDER / TEST_BATCH).is_file():
         pytest.skip(f"real CIFAR-10 slice not found at {REAL_SLICE_DIR} (set ${SLICE_ENV})")
     return REAL_SLICE_DIR
+
+
+@pytest.fixture
+def tiny_fit_args(synthetic_data_dir, tmp_path):
+    """``make(epochs=1, root=tmp_path)``: CLI args for a seconds-long fit of the tiny routed
+    network on the generated folder (``tiny_run.tiny_args``); add a subcommand in front."""
+    from tiny_run import tiny_args
+
+    def make(epochs: int = 1, root=None) -> list[str]:
+        return tiny_args(root or tmp_path, synthetic_data_dir, epochs)
+
+    return make

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_run import TINY_NET
 
 from cifar_moe.cli import cli_main
 from cifar_moe.data import CIFAR10DataModule
@@ -27,8 +28,7 @@ V100 = DeviceFacts("cuda", "Tesla V100-SXM2-16GB", bf16=False)
 SETTINGS = ("device_augment", "channels_last", "compile")
 CPU_LINE = ("auto settings: device=cpu -> device_augment=false, channels_last=false, "
             "compile=false, precision=32-true")
-TINY = ["--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
-        "--model.net.init_args.pool_after=[0, 1]"]
+TINY = TINY_NET
 
 
 def test_auto_on_cpu_is_todays_behaviour():

@@ -14,6 +14,7 @@ from cifar_moe.data.cifar_files import read_class_names, read_split
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _epochs import write_tiled
 from _timing import forward_flops, mfu, peak_flops
+from tiny_run import TINY_NET
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +49,7 @@ def test_tiled_folder_repeats_the_training_set(synthetic_data_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_tiled_suite_smoke(real_data_dir, tmp_path):
-    tiny = ["--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
-            "--model.net.init_args.pool_after=[0, 1]", "--data.batch_size=16",
+    tiny = [*TINY_NET, "--data.batch_size=16",
             "--data.num_workers=0", "--trainer.enable_progress_bar=false"]
     cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_suite.py"), "--tiled", "1",
            f"--data-dir={real_data_dir}",

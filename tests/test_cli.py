@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_run import TINY_NET
 
 from cifar_moe.cli import cli_main
 from cifar_moe.data import AugmentSettings
@@ -25,11 +26,6 @@ CONTROLS = ["controls/k1.yaml", "controls/resnet18.yaml"]
 OVERLAYS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("*/*.yaml")
                   if p.parent.name != "studies")
 
-TINY_NET = [
-    "--model.net.init_args.stem_width=8",
-    "--model.net.init_args.widths=[8, 16]",
-    "--model.net.init_args.pool_after=[0, 1]",
-]
 
 
 def fast_trainer(root: Path, epochs: int = 1) -> list[str]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_run import TINY_NET
 
 from cifar_moe.data import CIFAR10DataModule
 from cifar_moe.evaluation import predict_labels
@@ -23,8 +24,7 @@ CONFIG_DIR = REPO_ROOT / "configs"
 def test_ddp_two_cpu_processes(synthetic_data_dir, tmp_path):
     cmd = [
         sys.executable, "-m", "cifar_moe", "fit", f"--config={CONFIG_DIR / 'quickstart.yaml'}",
-        "--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
-        "--model.net.init_args.pool_after=[0, 1]", f"--data.data_dir={synthetic_data_dir}",
+        *TINY_NET, f"--data.data_dir={synthetic_data_dir}",
         "--data.val_size=40", "--data.batch_size=16", "--data.eval_batch_size=10",
         "--data.num_workers=0", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
         "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",

@@ -98,9 +98,10 @@ def test_flip_tta_is_the_mean_of_the_logits(tiny_model):
 
 
 @pytest.mark.slow
-def test_tta_from_the_command_line_beats_the_checkpoint_hparams(synthetic_data_dir, tmp_path):
+def test_tta_from_the_command_line_beats_the_checkpoint_hparams(synthetic_data_dir, tmp_path,
+                                                                tiny_fit_args):
     _, _, ckpt = tiny_fit(tmp_path, synthetic_data_dir)  # trained with tta: none
-    base = ["test", *tiny_args(tmp_path, synthetic_data_dir), f"--ckpt_path={ckpt}"]
+    base = ["test", *tiny_fit_args(), f"--ckpt_path={ckpt}"]
     images, labels = read_split(synthetic_data_dir / "cifar-10-batches-py", train=False)
     model = LitClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     x = build_eval_transform()(images)

@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from tiny_run import TINY_NET
 
 from cifar_moe.cli import cli_main
 from cifar_moe.constants import BATCH_FOLDER
@@ -20,8 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 TINY = [
     f"--config={CONFIG_DIR / 'quickstart.yaml'}",
-    "--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
-    "--model.net.init_args.pool_after=[0, 1]", "--model.mixup_alpha=0.4",
+    *TINY_NET, "--model.mixup_alpha=0.4",
     "--model.mix_until_epoch=2", "--data.val_size=40", "--data.num_workers=0",
     "--data.batch_size=16", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2",
     "--trainer.enable_progress_bar=false", "--trainer.deterministic=true",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_run import TINY_NET
 
 from cifar_moe.cli import cli_main
 from cifar_moe.models import Router
@@ -115,8 +116,7 @@ def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, 
     cli_main([
         "fit", "--config", str(CONFIGS / "focal_onecycle.yaml"),
         "--config", str(CONFIGS / "routing" / "anneal_balance.yaml"),
-        "--model.net.init_args.widths=[8, 16]", "--model.net.init_args.pool_after=[0, 1]",
-        "--model.net.init_args.stem_width=8",
+        *TINY_NET,
         f"--data.data_dir={synthetic_data_dir}", "--data.val_size=40", "--data.num_workers=0",
         "--data.batch_size=16", f"--trainer.default_root_dir={tmp_path}",
         "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from tiny_run import TINY_NET
 
 from cifar_moe.cli import cli_main
 from cifar_moe.data import CIFAR10DataModule
@@ -134,8 +135,7 @@ def test_cli_fit_with_device_path_bf16_channels_last(synthetic_data_dir, tmp_pat
         "fit", "--config=configs/quickstart.yaml", f"--data.data_dir={synthetic_data_dir}",
         "--data.val_size=40", "--data.num_workers=0", "--data.batch_size=16",
         "--data.device_augment=true", "--model.channels_last=true",
-        "--trainer.precision=bf16-mixed", "--model.net.init_args.widths=[8, 16]",
-        "--model.net.init_args.stem_width=8", "--model.net.init_args.pool_after=[0, 1]",
+        "--trainer.precision=bf16-mixed", *TINY_NET,
         f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
         "--trainer.enable_progress_bar=false",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_run import TINY_NET
 
 from cifar_moe.study.__main__ import main
 from cifar_moe.study.report import last_quarter_gain
@@ -21,8 +22,7 @@ QUICK = str(CONFIG_DIR / "quickstart.yaml")
 K1 = str(CONFIG_DIR / "controls" / "k1.yaml")
 # A 4 K-parameter network, 3 training and 2 validation batches of 16, 2 epochs: seconds.
 TINY = [
-    "--model.net.init_args.stem_width=8", "--model.net.init_args.widths=[8, 16]",
-    "--model.net.init_args.pool_after=[0, 1]", "--trainer.max_epochs=2",
+    *TINY_NET, "--trainer.max_epochs=2",
     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
     "--trainer.accelerator=cpu",
 ]

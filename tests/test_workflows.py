@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 import torch
-from tiny_run import CONFIGS, tiny_args, tiny_fit
+from tiny_run import CONFIGS, tiny_fit
 
 from cifar_moe.cli import cli_main
 from cifar_moe.constants import CIFAR10_CLASSES
@@ -102,9 +102,10 @@ def test_fit_summary_then_its_test_command_log_into_one_run_with_hparams(
 
 
 @pytest.mark.slow
-def test_resumed_fit_continues_in_its_run_folder(synthetic_data_dir, tmp_path, capsys):
+def test_resumed_fit_continues_in_its_run_folder(synthetic_data_dir, tmp_path, capsys,
+                                                  tiny_fit_args):
     _, run, _ = tiny_fit(tmp_path, synthetic_data_dir, "--model.scheduler=null", epochs=2)
-    cli_main(["fit", *tiny_args(tmp_path, synthetic_data_dir, epochs=4), "--model.scheduler=null",
+    cli_main(["fit", *tiny_fit_args(epochs=4), "--model.scheduler=null",
               f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
     assert _versions(tmp_path) == ["version_0"]
     scalars = read_scalars(run)

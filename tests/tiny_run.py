@@ -7,12 +7,12 @@ from cifar_moe.runs import best_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-TINY_ROUTED_NET = [
+TINY_NET = [  # a few-thousand-parameter network: the recipe's block type and K
     "--model.net.init_args.stem_width=8",
     "--model.net.init_args.widths=[8, 16]",
     "--model.net.init_args.pool_after=[0, 1]",
-    "--model.net.init_args.num_experts=2",
 ]
+TINY_ROUTED_NET = [*TINY_NET, "--model.net.init_args.num_experts=2"]
 
 
 def tiny_args(root: Path, data_dir: Path, epochs: int = 1) -> list[str]:
