@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cifar_moe.cli import cli_main
-from cifar_moe.runs import latest_run
+from cifar_moe.runs import latest_run, read_scalars
 from tests.test_reliability import _args
 
 
@@ -113,6 +113,17 @@ def test_cosine_t_max_shorter_than_the_run_warns(synthetic_data_dir, tmp_path, c
     cli_main(_args(synthetic_data_dir, tmp_path, "--model.scheduler=CosineAnnealingLR",
                    "--model.scheduler.init_args.T_max=35", "--trainer.max_epochs=2"))
     assert "T_max is 35 but trainer.max_epochs is 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cosine_without_t_max_follows_the_run(synthetic_data_dir, tmp_path):
+    cli = cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=3",
+                         "--model.scheduler=cifar_moe.training.schedules.CosineToRunEnd",
+                         "--model.scheduler.init_args.eta_min=0.001",
+                         "--trainer.log_every_n_steps=1"))
+    assert cli.trainer.lr_scheduler_configs[0].scheduler.T_max == 2  # max_epochs - 1
+    lrs = [v for _, v in read_scalars(latest_run(tmp_path / "lightning_logs"))["lr-SGD"]]
+    assert lrs[-1] == pytest.approx(0.001)  # the last epoch trains at eta_min
 
 
 @pytest.mark.slow

@@ -4,9 +4,29 @@ import inspect
 import math
 import sys
 
+import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
 from cifar_moe.errors import UserError
+
+
+class CosineToRunEnd(CosineAnnealingLR):
+    """torch's ``CosineAnnealingLR`` whose ``T_max`` defaults to the run's length.
+
+    Args:
+        optimizer: the optimizer it schedules (given by the module).
+        T_max: epochs of the half cosine; None = ``trainer.max_epochs - 1``, so the last
+            epoch trains at ``eta_min`` (set by ``LitClassifier`` from the trainer).
+        eta_min: the LR at the end of the cosine.
+        last_epoch: the index of the last epoch (-1 = start), as in torch.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, T_max: int | None = None,
+                 eta_min: float = 0.0, last_epoch: int = -1) -> None:
+        if T_max is None:
+            raise UserError("model.scheduler: CosineToRunEnd without T_max needs the run's "
+                            "max_epochs; build it through LitClassifier or give T_max")
+        super().__init__(optimizer, T_max=T_max, eta_min=eta_min, last_epoch=last_epoch)
 
 
 def scheduler_config(factory, optimizer, trainer, saved: dict | None) -> dict:
@@ -20,6 +40,9 @@ def scheduler_config(factory, optimizer, trainer, saved: dict | None) -> dict:
         total = _one_cycle_steps(trainer, keywords.get("pct_start", 0.3), saved)
         return {"scheduler": factory(optimizer, total_steps=total), "interval": "step"}
     if target is not None and issubclass(target, CosineAnnealingLR):
+        if keywords.get("T_max") is None and (trainer.max_epochs or 0) > 0:
+            t_max = max(trainer.max_epochs - 1, 1)  # the last epoch runs at eta_min
+            return {"scheduler": factory(optimizer, T_max=t_max), "interval": "epoch"}
         _warn_cosine_length(keywords.get("T_max"), trainer.max_epochs)
     return {"scheduler": factory(optimizer), "interval": "epoch"}
 
