@@ -85,6 +85,7 @@ def test_one_line_error_prefers_the_error_line():
     assert one_line_error(text, 2) == "data.data_dir: put the files there"
     assert one_line_error("Traceback\n  File x\nValueError: bad\n\n", 1) == "ValueError: bad"
     assert one_line_error("", -9) == "killed by signal 9"
+    assert one_line_error("Epoch 3: 40%\n", -9) == "killed by signal 9"  # not its last output
 
 
 # --- the report, from run folders written by hand -------------------------------------

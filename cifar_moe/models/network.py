@@ -33,6 +33,7 @@ class MoENet(nn.Module):
         router_zero_init: routers start exactly uniform (False: He init, the pre-fix default).
         router_logit_norm: routers standardise their logits over the batch (no
             input-independent preference, bounded scale; False is the pre-fix default).
+        router_tau: routers' softmax temperature (above 1 softer, below 1 sharper routing).
         router_aux: routing regulariser, a ``balance_penalty`` kind: ``cv2``, ``entropy``
             (balance), ``mutual_info`` (balance and confident per-image choices).
         router_aux_weight: its weight in the training loss (via ``aux_loss``); 0 is off.
@@ -54,6 +55,7 @@ class MoENet(nn.Module):
         router_norm: bool = True,
         router_zero_init: bool = True,
         router_logit_norm: bool = True,
+        router_tau: float = 1.0,
         router_aux: Literal["cv2", "entropy", "mutual_info"] = "entropy",
         router_aux_weight: float = 0.0,
         block: Literal["plain", "residual"] = "plain",
@@ -66,11 +68,11 @@ class MoENet(nn.Module):
         super().__init__()
         _check(widths, pool_after, num_experts, reduction, block, block_dropout,
                classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width,
-               router_aux_weight)
+               router_aux_weight, router_tau)
         self.num_experts = num_experts
         self.stem = Stem(stem_width)
         router = {"input_norm": router_norm, "zero_init": router_zero_init,
-                  "logit_norm": router_logit_norm,
+                  "logit_norm": router_logit_norm, "tau": router_tau,
                   "aux_kind": router_aux, "aux_weight": router_aux_weight}
         extra: dict = {"router": router}
         if block == "residual":
@@ -130,7 +132,8 @@ def init_weights(net: nn.Module) -> None:
 
 
 def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,
-           bottleneck_ratio, impl, num_classes, stem_width, router_aux_weight) -> None:
+           bottleneck_ratio, impl, num_classes, stem_width, router_aux_weight,
+           router_tau) -> None:
     """One line per bad setting, naming it, before anything is built."""
     rules = [
         (k >= 1, "num_experts", k, "use 1 (static control) or more"),
@@ -140,6 +143,7 @@ def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dr
         (all(0 <= i < len(widths) for i in pool_after), "pool_after", pool_after,
          f"use block indices 0..{len(widths) - 1}"),
         (reduction >= 1, "reduction", reduction, "use 1 or more"),
+        (router_tau > 0, "router_tau", router_tau, "use a temperature above 0"),
         (router_aux_weight >= 0, "router_aux_weight", router_aux_weight, "use 0 (off) or more"),
         (block in BLOCKS, "block", block, f"use one of {', '.join(BLOCKS)}"),
         (impl in IMPLS, "impl", impl, f"use one of {', '.join(IMPLS)}"),

@@ -52,15 +52,16 @@ def child_command(study: Study, run: Run, threads: int | None) -> list[str]:
 
 
 def one_line_error(stderr: str, returncode: int) -> str:
-    """The last ``error: ...`` line, else the last non-empty line, else the exit status."""
+    """The last ``error: ...`` line, else the signal that killed the run (its last output
+    line is then whatever it was printing), else the last non-empty line, else the status."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     if errors:
         return errors[-1][len("error:"):].strip()
-    if lines:
-        return lines[-1][:400]
     if returncode < 0:
         return f"killed by signal {-returncode}"
+    if lines:
+        return lines[-1][:400]
     return f"exit code {returncode} without a message"
 
 
