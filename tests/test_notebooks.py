@@ -63,7 +63,6 @@ def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, t
     from cifar_moe.cli import cli_main
     from cifar_moe.data import CIFAR10DataModule
     from cifar_moe.evaluation import per_class_accuracy, predict_labels
-    from cifar_moe.study.report import aggregate
     from cifar_moe.training.callbacks import format_per_class
     from cifar_moe.training.module import LitClassifier
 
@@ -76,12 +75,7 @@ def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, t
     best = fit.trainer.checkpoint_callback.best_model_path
     cli_main(["test", *args, "--data.data_dir=data", f"--ckpt_path={best}"])
     cli_main(["validate", *args, "--data.data_dir=data"])  # version_1: no checkpoint
-    runs = [{"seed": s, "status": "ok", "test_acc": 0.3 + s / 10, "val_acc_curve": [0.2, 0.3],
-             "val_epochs": [0, 1]} for s in (0, 1)]
-    study = tmp_path / "lightning_logs" / "studies" / "slice"
-    study.mkdir(parents=True)
-    study.joinpath("results.json").write_text(json.dumps({"rows": [
-        {"name": f"row {i}", "runs": runs, "aggregate": aggregate(runs)} for i in (1, 2)]}))
+    _write_study_results(tmp_path / "lightning_logs" / "studies" / "slice")
 
     monkeypatch.setenv("CIFAR_MOE_FAST", "1")
     nb = _run_notebook(NOTEBOOKS[1], tmp_path / "notebooks")
@@ -96,3 +90,14 @@ def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, t
     assert format_per_class(model.class_names, per_class_accuracy(preds, targets, 10)) in text
     study_cell = next(c for c in nb.cells if "study_results(STUDY)" in c.source)
     assert [o.output_type for o in study_cell.outputs] == ["display_data"]
+
+
+def _write_study_results(folder: Path) -> None:
+    """A two-row ``results.json`` as the study runner writes it."""
+    from cifar_moe.study.report import aggregate
+
+    runs = [{"seed": s, "status": "ok", "test_acc": 0.3 + s / 10, "val_acc_curve": [0.2, 0.3],
+             "val_epochs": [0, 1]} for s in (0, 1)]
+    folder.mkdir(parents=True)
+    folder.joinpath("results.json").write_text(json.dumps({"rows": [
+        {"name": f"row {i}", "runs": runs, "aggregate": aggregate(runs)} for i in (1, 2)]}))

@@ -81,20 +81,15 @@ class LitClassifier(L.LightningModule):
         tta: TTAMode = "none",
     ) -> None:
         super().__init__()
-        # So load_from_checkpoint needs no YAML. Under the CLI, `net` arrives as its config
-        # (class_path + init_args), which rebuilds the network on load; a network built by
-        # hand is dropped rather than pickled, and loads with `net=` passed again.
+        # load_from_checkpoint needs no YAML: under the CLI `net` is saved as its config; a
+        # network built by hand is dropped (not pickled) and is passed again as `net=`.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
-        if isinstance(self.hparams.get("net"), nn.Module):
-            self.hparams.pop("net")
-            self._hparams_initial.pop("net", None)
-        self.net = net
+        self._drop_module_hparam()
+        self.net, self.tta = net, tta
         self.class_names = list(class_names)
-        self.loss_fn = _build_loss(
-            loss, self.class_names, label_smoothing, focal_gamma, class_weights
-        )
+        self.loss_fn = _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights)
         self.mixer = BatchMixer(
             len(self.class_names), mixup_alpha, cutmix_alpha, cutmix_prob, mix_until_epoch
         )
@@ -103,12 +98,15 @@ class LitClassifier(L.LightningModule):
         self.optimizer_factory = _checked_optimizer(optimizer)
         self.scheduler_factory = scheduler
         self._resumed_schedulers: list[dict] | None = None
-        self.tta = tta
-        num_classes = len(self.class_names)
-        # One metric object per stage: Lightning resets and syncs each at its own epoch end.
-        # (ModuleDict keys cannot be "train": it would shadow nn.Module.train.)
+        # One metric per stage, reset and synced by Lightning (a ModuleDict key "train" would
+        # shadow nn.Module.train).
         for stage in STAGES:
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(len(class_names), average="micro"))
+
+    def _drop_module_hparam(self) -> None:
+        if isinstance(self.hparams.get("net"), nn.Module):
+            self.hparams.pop("net")
+            self._hparams_initial.pop("net", None)
 
     def configure_model(self) -> None:
         facts = facts_for_trainer(self._trainer)
