@@ -70,21 +70,12 @@ class CifarMoeCLI(LightningCLI):
         auto_settings.say(auto_settings.summary_line(self.auto_values, self.auto_facts))
 
     def _read_data_first(self) -> None:
-        # The Trainer creates the run folder before it calls the data module's setup.
+        # The Trainer creates the run folder before it calls the data module's setup, and
+        # loads --ckpt_path only after that: both are checked here, before anything is written.
         self.datamodule.prepare_and_setup(self.subcommand)
+        ckpt.check_weights_fit(self.model, self.config[self.subcommand].get("ckpt_path"))
 
     before_fit = before_validate = before_test = before_predict = _read_data_first
-
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI lets the checkpoint's hyperparameters override the model config; TTA
-        # is an evaluation choice, so `test --ckpt_path .. --model.tta flip` must keep it.
-        tta = self._model_config().get("tta")
-        super()._parse_ckpt_path()
-        if tta is not None:
-            self._model_config().tta = tta
-
-    def _model_config(self):
-        return self.config.get(self.config.get("subcommand") or "", self.config).model
 
     def instantiate_trainer(self, **kwargs):
         # 'auto' is no Lightning precision: the trainer gets the settled value, while the
@@ -141,11 +132,6 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
         gist_line = ckpt.parser_error_line(str(err))
         hint = moved_setting_hint(gist) or flat_setting_hint(gist)
         _fail(hint or f"{gist_line} (--help lists every setting)")
-    except RuntimeError as err:
-        if "Error(s) in loading state_dict" not in str(err):
-            raise
-        _fail("ckpt_path holds weights of a different network than the configured one "
-              f"({' '.join(str(err).split())[:240]}...); pass a checkpoint of this network")
 
 
 def main() -> None:

@@ -135,3 +135,21 @@ def test_extending_a_finished_onecycle_run_is_one_line(synthetic_data_dir, tmp_p
                        f"--ckpt_path={last}"))
     line = _one_line_error(capsys, info)
     assert "has 8 steps but this run has 16" in line and "Resume with the max_epochs" in line
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_network_version_is_one_line(synthetic_data_dir, tmp_path,
+                                                          capsys):
+    cli_main(_args(synthetic_data_dir, tmp_path))
+    last = latest_run(tmp_path / "lightning_logs") / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    saved["state_dict"]["net.blocks.0.router.mlp.3.bias"] = torch.zeros(2)  # an older router
+    old = tmp_path / "old.ckpt"
+    torch.save(saved, old)
+    test_args = ["test", *_args(synthetic_data_dir, tmp_path / "eval")[1:], f"--ckpt_path={old}"]
+    with pytest.raises(SystemExit) as info:
+        cli_main(test_args)
+    line = _one_line_error(capsys, info)
+    assert "holds weights of a different network (unexpected net.blocks.0.router.mlp.3.bias" \
+        in line
+    assert not (tmp_path / "eval" / "lightning_logs").exists()  # nothing written

@@ -81,11 +81,11 @@ class LitClassifier(L.LightningModule):
         tta: TTAMode = "none",
     ) -> None:
         super().__init__()
-        # load_from_checkpoint needs no YAML: under the CLI `net` is saved as its config; a
-        # network built by hand is dropped (not pickled) and is passed again as `net=`.
+        # load_from_checkpoint needs no YAML: under the CLI `net` is saved as its config (a
+        # hand-built one is dropped); tta is an evaluation choice, so `test --model.tta` wins.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters()
+            self.save_hyperparameters(ignore=["tta"])
         self._drop_module_hparam()
         self.net, self.tta = net, tta
         self.class_names = list(class_names)

@@ -19,6 +19,7 @@ from cifar_moe.training.checkpointing.preflight import (
 )
 from cifar_moe.training.checkpointing.resume import (
     check_same_network,
+    check_weights_fit,
     read_checkpoint,
     rng_states,
     set_rng_states,
@@ -30,6 +31,7 @@ __all__ = [
     "InterruptCheckpoint",
     "check_config_files",
     "check_same_network",
+    "check_weights_fit",
     "interrupt_exit_codes",
     "non_finite_count",
     "parser_error_line",

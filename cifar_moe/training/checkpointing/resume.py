@@ -102,3 +102,23 @@ def _net_key(spec: dict) -> str:
     """A network config as comparable text, without the linked num_classes."""
     args = {k: v for k, v in (spec.get("init_args") or {}).items() if k != "num_classes"}
     return f"{spec.get('class_path')}({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"
+
+
+def check_weights_fit(model: torch.nn.Module, ckpt_path: str | None) -> None:
+    """One line, before any run starts, if the checkpoint's weights do not fit ``model``:
+    keys it lacks, keys it does not know, or other shapes (e.g. a checkpoint of an older
+    version of the network)."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("state_dict", {})
+    own = model.state_dict()
+    problems = {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "other shapes": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
+    }
+    found = "; ".join(f"{kind} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                      for kind, keys in problems.items() if keys)
+    if found:
+        raise UserError(f"ckpt_path {ckpt_path} holds weights of a different network ({found}); "
+                        "pass a checkpoint written by this network and version")
