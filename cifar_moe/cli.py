@@ -59,7 +59,9 @@ class CifarMoeCLI(LightningCLI):
         if isinstance(argv, list) and any(str(a).startswith("--print_config") for a in argv):
             _print_auto_comment(parser, [a for a in argv if not str(a).startswith("--print_c")])
         super().parse_arguments(parser, args)
-        _check_ckpt_path(self.config)  # before LightningCLI reads the file's hyperparameters
+        # Before LightningCLI reads the file's hyperparameters; its weights are kept for the
+        # check against the built network, so the file is read once here.
+        self.saved_weights = _check_ckpt_path(self.config)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -73,7 +75,8 @@ class CifarMoeCLI(LightningCLI):
         # The Trainer creates the run folder before it calls the data module's setup, and
         # loads --ckpt_path only after that: both are checked here, before anything is written.
         self.datamodule.prepare_and_setup(self.subcommand)
-        ckpt.check_weights_fit(self.model, self.config[self.subcommand].get("ckpt_path"))
+        ckpt.check_weights_fit(self.model, getattr(self, "saved_weights", None),
+                               self.config[self.subcommand].get("ckpt_path"))
 
     before_fit = before_validate = before_test = before_predict = _read_data_first
 
@@ -139,17 +142,21 @@ def main() -> None:
     cli_main()
 
 
-def _check_ckpt_path(config) -> None:
-    """A bad ``--ckpt_path`` or one of another network: one line, before anything is written."""
+def _check_ckpt_path(config) -> dict | None:
+    """A bad ``--ckpt_path`` or one of another network: one line, before anything is written.
+
+    Returns the checkpoint's ``state_dict`` (None without a local checkpoint file).
+    """
     config = config.get(config.get("subcommand") or "", config)
     ckpt_path = config.get("ckpt_path") if hasattr(config, "get") else None
     if not ckpt_path:
-        return
+        return None
     saved = ckpt.read_checkpoint(str(ckpt_path))
+    if saved is None:
+        return None
     net = config.model.net
-    if saved is not None:
-        ckpt.check_same_network(saved, net.as_dict() if hasattr(net, "as_dict") else None,
-                                ckpt_path)
+    ckpt.check_same_network(saved, net.as_dict() if hasattr(net, "as_dict") else None, ckpt_path)
+    return saved.get("state_dict", {})
 
 
 def _fail(message: str) -> NoReturn:

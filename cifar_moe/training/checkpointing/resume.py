@@ -104,13 +104,12 @@ def _net_key(spec: dict) -> str:
     return f"{spec.get('class_path')}({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"
 
 
-def check_weights_fit(model: torch.nn.Module, ckpt_path: str | None) -> None:
-    """One line, before any run starts, if the checkpoint's weights do not fit ``model``:
-    keys it lacks, keys it does not know, or other shapes (e.g. a checkpoint of an older
-    version of the network)."""
-    if not ckpt_path or not Path(ckpt_path).is_file():
+def check_weights_fit(model: torch.nn.Module, state: dict | None, ckpt_path) -> None:
+    """One line, before any run starts, if a checkpoint's ``state_dict`` (as read by
+    :func:`read_checkpoint`; None = nothing to check) does not fit ``model``: keys it lacks,
+    keys it does not know, or other shapes (e.g. an older version of the network)."""
+    if state is None:
         return
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("state_dict", {})
     own = model.state_dict()
     problems = {
         "missing": sorted(set(own) - set(state)),
