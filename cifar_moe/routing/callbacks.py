@@ -52,7 +52,8 @@ class RoutingAnalytics(L.Callback):
         for i, stats in enumerate(self.state.pop(stage, [])):
             stats.reduce(lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
             for name, value in stats.summary().items():
-                pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=False)
+                # Reduced above, so equal on every rank: the mean over ranks is the value.
+                pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=True)
             matrices.append(stats.class_matrix())  # (C, K) mean weight per class
         return matrices
 

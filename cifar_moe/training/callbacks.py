@@ -63,7 +63,9 @@ class PerClassMetrics(L.Callback):
         self.acc[stage].reset()
         self.confusion[stage].reset()
         for name, value in zip(self.class_names, per_class, strict=True):
-            pl_module.log(f"{stage}/acc_class/{name}", value, sync_dist=False)
+            # Already synced by the metric, so every rank holds the same value and the mean
+            # over ranks is that value; it also spares every DDP run a warning per class.
+            pl_module.log(f"{stage}/acc_class/{name}", value, sync_dist=True)
         if self.confusion_image and trainer.is_global_zero:
             _log_confusion(trainer, stage, confusion.cpu(), self.class_names)
         return per_class.cpu()

@@ -137,9 +137,10 @@ class LitClassifier(L.LightningModule):
         if training:
             loss = self._training_loss(loss, batch_acc, mixing)
         # Epoch values carry the plain keys (train/loss, val/acc); train also logs per step.
-        # Evaluation losses are averaged over all processes (metric objects sync themselves).
+        # Epoch-level values are averaged over all DDP processes once, at the epoch's end
+        # (metric objects sync themselves); no collective per step.
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=not training)
+                 sync_dist=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         return {"loss": loss, "preds": preds, "targets": labels}
 
@@ -149,7 +150,7 @@ class LitClassifier(L.LightningModule):
         loss = loss + self._aux_loss()
         self.log("train/loss_step", loss, on_step=True, on_epoch=False)
         self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
-        self.log("train/mixing", float(mixing), on_step=False, on_epoch=True)
+        self.log("train/mixing", float(mixing), on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def _check_finite(self, loss: Tensor) -> None:
@@ -185,7 +186,7 @@ class LitClassifier(L.LightningModule):
         value = aux() if callable(aux) else None
         if value is None:
             return 0.0
-        self.log("train/aux_loss", value, on_step=False, on_epoch=True)
+        self.log("train/aux_loss", value, on_step=False, on_epoch=True, sync_dist=True)
         return value
 
     def training_step(self, batch, batch_idx):

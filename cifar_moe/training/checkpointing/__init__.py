@@ -4,6 +4,8 @@
 - ``epoch_checkpoint``: ``EpochCheckpoint``, top-k plus ``last.ckpt`` every epoch, never
   a non-finite save.
 - ``interrupt``: ``InterruptCheckpoint`` and the 130/143 exit codes.
+- ``stop_together``: every DDP process stops at the same step after a signal to any one;
+  a process that died ends the others with one line.
 - ``resume``: RNG states in the checkpoint, ``--ckpt_path`` checks, the network-mismatch check.
 - ``preflight``: settings checked before training (writable folders, monitor, schedules).
 """
