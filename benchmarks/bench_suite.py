@@ -36,7 +36,7 @@ from _checkout import DEFAULT_SLICE_DIR, SLICE_ENV
 from _epochs import run_child, write_tiled
 from _suite_paths import path_rows, row_child
 
-RECIPES = ("mixup_cosine", "focal_onecycle", "quickstart")
+RECIPES = ("mixup_cosine", "focal_onecycle", "slice", "quickstart")
 
 
 def parse_args() -> argparse.Namespace:
