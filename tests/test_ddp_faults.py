@@ -1,5 +1,6 @@
 """DDP faults with two CPU processes (gloo), through the CLI in a subprocess: SIGTERM to
-rank 1, and kill -9 of rank 1, after the first epoch.
+rank 1, kill -9 of rank 1, and Ctrl-C (SIGINT to the whole process group), after the
+first epoch.
 
 Before ``stop_together``: SIGTERM to rank 1 hung both processes (90 s and more, nothing
 saved), and kill -9 of rank 1 ended rank 0 with a traceback."""
@@ -30,8 +31,9 @@ def _start_ddp_fit(data_dir: Path, root: Path) -> subprocess.Popen:
         f"--trainer.default_root_dir={root}",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # Its own process group, as a terminal's foreground job: Ctrl-C reaches both ranks.
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _rank1_after_first_epoch(rank0: subprocess.Popen, folder: Path) -> int:
@@ -54,12 +56,17 @@ def _gone(pid: int) -> bool:
     return state in "ZX"  # exited; only waiting to be reaped
 
 
-def _fault_rank1(tmp_path, data_dir, signum) -> tuple[subprocess.CompletedProcess, Path, float]:
+def _fault(tmp_path, data_dir, signum, group=False) -> tuple[subprocess.CompletedProcess, Path,
+                                                              float]:
+    """Signal rank 1 (or, with ``group``, both ranks) after the first epoch; rank 0's result."""
     folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     rank0 = _start_ddp_fit(data_dir, tmp_path)
     try:
         rank1 = _rank1_after_first_epoch(rank0, folder)
-        os.kill(rank1, signum)
+        if group:
+            os.killpg(rank0.pid, signum)
+        else:
+            os.kill(rank1, signum)
         start = time.monotonic()
         _, err = rank0.communicate(timeout=STOP_WITHIN_S)
         took = time.monotonic() - start
@@ -88,7 +95,7 @@ def _loads(path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_to_rank1_stops_both_ranks_with_a_checkpoint(synthetic_data_dir, tmp_path):
-    done, folder, took = _fault_rank1(tmp_path, synthetic_data_dir, signal.SIGTERM)
+    done, folder, took = _fault(tmp_path, synthetic_data_dir, signal.SIGTERM)
     assert done.returncode == 143, done.stderr[-3000:]
     line = _one_line(done.stderr, "interrupted")
     assert "signal on rank 1" in line and f"--ckpt_path {folder / 'last.ckpt'}" in line
@@ -99,11 +106,21 @@ def test_sigterm_to_rank1_stops_both_ranks_with_a_checkpoint(synthetic_data_dir,
 
 @pytest.mark.slow
 def test_kill9_of_rank1_ends_rank0_with_one_line(synthetic_data_dir, tmp_path):
-    done, folder, took = _fault_rank1(tmp_path, synthetic_data_dir, signal.SIGKILL)
+    done, folder, took = _fault(tmp_path, synthetic_data_dir, signal.SIGKILL)
     assert done.returncode == 1, done.stderr[-3000:]
     line = _one_line(done.stderr, "stopped on rank 0")
     assert "another process of this DDP run ended" in line
     assert f"--ckpt_path {folder / 'last.ckpt'}" in line
     _loads(folder / "interrupted.ckpt")  # rank 0 saved what it held, without a collective
     assert not list(folder.glob("*.tmp*")), list(folder.iterdir())
+    assert took < STOP_WITHIN_S
+
+
+@pytest.mark.slow
+def test_ctrl_c_reaches_both_ranks_and_they_stop_together(synthetic_data_dir, tmp_path):
+    done, folder, took = _fault(tmp_path, synthetic_data_dir, signal.SIGINT, group=True)
+    assert done.returncode == 130, done.stderr[-3000:]
+    line = _one_line(done.stderr, "interrupted")
+    assert "signal on ranks 0-1" in line and f"--ckpt_path {folder / 'last.ckpt'}" in line
+    _loads(folder / "interrupted.ckpt")
     assert took < STOP_WITHIN_S

@@ -31,7 +31,7 @@ class InterruptCheckpoint(L.Callback):
 
     def __init__(self) -> None:
         self._flag = together.SignalFlag()
-        self._signalled_rank = -1
+        self._signalled = ""  # which rank(s) got the signal, for the message
 
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:  # after Lightning installed its own handlers
@@ -40,9 +40,11 @@ class InterruptCheckpoint(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if not self._flag.installed:
             return
-        signum, self._signalled_rank = together.agree_on_stop(
-            self._flag.signum, trainer.strategy.root_device)
+        signum, low, high = together.agree_on_stop(self._flag.signum,
+                                                   trainer.strategy.root_device)
         if signum:
+            ranks = f"rank {low}" if low == high else f"ranks {low}-{high}"
+            self._signalled = f" (signal on {ranks})"
             together.raise_stop(signum)
 
     def teardown(self, trainer, pl_module, stage) -> None:
@@ -56,9 +58,8 @@ class InterruptCheckpoint(L.Callback):
             return
         path = _folder(trainer) / "interrupted.ckpt"
         trainer.save_checkpoint(path, weights_only=False)
-        where = f" (signal on rank {self._signalled_rank})" if self._signalled_rank > 0 else ""
         if trainer.is_global_zero:
-            print(f"interrupted{where} at epoch {trainer.current_epoch}, step "
+            print(f"interrupted{self._signalled} at epoch {trainer.current_epoch}, step "
                   f"{trainer.global_step}; saved {path}. Exact resume: --ckpt_path "
                   f"{_last(trainer)}", file=sys.stderr)
 

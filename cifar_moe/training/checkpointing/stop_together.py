@@ -56,14 +56,17 @@ class SignalFlag:
         self.signum = signum
 
 
-def agree_on_stop(signum: int, device: torch.device) -> tuple[int, int]:
-    """Every rank's flag, combined: (signal number, rank that received it), or (0, -1).
+def agree_on_stop(signum: int, device: torch.device) -> tuple[int, int, int]:
+    """Every rank's flag, combined: (signal number, lowest and highest rank that received
+    it), or (0, ...) when none did.
 
     A collective: every rank must call it at the same point (the start of a training
     batch, which DDP keeps in step on all ranks)."""
-    flag = torch.tensor([signum, dist.get_rank() if signum else -1], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag[0]), int(flag[1])
+    rank, world = dist.get_rank(), dist.get_world_size()
+    flag = torch.tensor([signum, rank if signum else -1, -rank if signum else -world],
+                        device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # (3,): max signal, max rank, -min rank
+    return int(flag[0]), -int(flag[2]), int(flag[1])
 
 
 def raise_stop(signum: int) -> None:
