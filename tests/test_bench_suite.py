@@ -63,3 +63,24 @@ def test_tiled_suite_smoke(real_data_dir, tmp_path):
     assert cells[1] == "16" and "LIMITED" in done.stdout
     img_s, synthetic, ratio = float(cells[5]), float(cells[6]), float(cells[7])
     assert img_s > 0 and synthetic > 0 and ratio == pytest.approx(img_s / synthetic, abs=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_profile_recipe_smoke(real_data_dir, tmp_path):
+    tiny = [*TINY_NET, "--data.batch_size=16", "--data.num_workers=0",
+            "--trainer.enable_progress_bar=false"]
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "profile_recipe.py"), "quickstart",
+           f"--data-dir={real_data_dir}", "--tiled", "1", "--rows", "3",
+           *[f"--fit-args={a}" for a in tiny]]
+    done = subprocess.run([*cmd, "--skip", "2", "--steps", "3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "wall per step:" in done.stdout and "over 3 steps" in done.stdout
+    assert "no CUDA kernels (CPU run)" in done.stdout and "Self CPU" in done.stdout
+    # more batches than one epoch has: one line, not a summary of nothing
+    short = subprocess.run([*cmd, "--fit-args=--data.batch_size=512", "--skip", "40",
+                            "--steps", "3"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert short.returncode == 1 and short.stderr.strip().splitlines()[-1].startswith(
+        "error: the epoch ended before 43 batches"), short.stderr[-500:]

@@ -128,6 +128,7 @@ def test_study_writes_table_and_json(finished_study):
         assert 0.0 <= routing[f"route/block1/{key}"] <= 1.0, key
     assert rows["K=1 control"]["runs"][0]["routing"] == {}  # K = 1 does not route
     table = (out / "results.md").read_text()
+    assert f"Every run adds `{' '.join(TINY)}`." in table  # the study's args are not hidden
     acc = rows["quick K=2"]["runs"][0]["test_acc"] * 100
     assert f"| quick K=2 | {acc:.1f} (1 seed) | 0: {acc:.1f} |" in table
     assert "| quick K=2 | block0 |" in table and "| K=1 control | block" not in table

@@ -80,6 +80,22 @@ def test_relative_paths_resolve_against_the_current_folder(tmp_path, monkeypatch
     assert "--threads" not in cmd and "--threads" in child_command(study, runs[1], threads=3)
 
 
+def test_arg_adds_an_override_to_every_run_after_the_yamls(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("s.yaml").write_text(yaml.safe_dump({
+        "data": {}, "seeds": [0], "args": ["--trainer.max_epochs=2"],
+        "rows": [{"name": "a", "configs": [QUICK], "args": ["--x=1"]}]}))
+    study = load_study("s.yaml", extra_args=["--trainer.accelerator=gpu"])
+    cmd = child_command(study, plan(study)[0], threads=None)
+    tail = cmd[cmd.index("--") + 1:]
+    assert tail.index("--trainer.max_epochs=2") < tail.index("--trainer.accelerator=gpu") \
+        < tail.index("--x=1")  # the study's args, then --arg, then the row's own
+    with pytest.raises(SystemExit) as info:
+        main(["s.yaml", "--arg", "trainer.accelerator=gpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: --arg"), err
+
+
 def test_one_line_error_prefers_the_error_line():
     text = "warning: x\nerror: data.data_dir: put the files there\n\nTraceback...\n  more\n"
     assert one_line_error(text, 2) == "data.data_dir: put the files there"

@@ -3,13 +3,15 @@
     python -m cifar_moe.study configs/studies/slice.yaml            # run (or resume) it
     python -m cifar_moe.study configs/studies/slice.yaml --jobs 2   # two runs side by side
     python -m cifar_moe.study configs/studies/slice.yaml --render   # tables/figure only
+    python -m cifar_moe.study configs/studies/slice.yaml --out lightning_logs/studies/gpu \
+        --arg=--trainer.accelerator=gpu                             # same study, on a GPU
 
 The study YAML (relative paths resolve against the current folder, the repo root)::
 
     data: {data_dir: ../shared/data/cifar-10-mini, val_size: 500}   # --data.<key>=<value>
     seeds: [0, 1, 2]
     out: lightning_logs/studies/slice        # optional; default lightning_logs/studies/<stem>
-    args: ["--trainer.max_epochs=3"]         # optional; added to every run
+    args: ["--trainer.max_epochs=3"]         # optional; added to every run (so is --arg)
     rows:
       - name: focal + OneCycle (seed B, K=4)
         configs: [configs/focal_onecycle.yaml]
@@ -45,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs side by side (each gets cores // jobs torch threads)")
     parser.add_argument("--out", default=None, help="results folder (overrides the YAML)")
+    parser.add_argument("--arg", action="append", default=[], dest="extra", metavar="ARG",
+                        help="repeatable: one more fit argument for every run, after the "
+                             "YAML's args, e.g. --arg=--trainer.accelerator=gpu (give --out "
+                             "too, so results made otherwise are not mixed in; --render "
+                             "takes the same --arg, which results.md lists)")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite results.json/md and curves.png from the run folders")
     return parser
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if opts.jobs < 1:
             raise UserError(f"--jobs {opts.jobs}: use 1 or more")
-        study = load_study(opts.study, opts.out)
+        study = load_study(opts.study, opts.out, opts.extra)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -49,8 +49,10 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def load_study(path: str | Path, out: str | Path | None = None) -> Study:
-    """Read and check a study YAML; ``out`` (``--out``) overrides the YAML's ``out``."""
+def load_study(path: str | Path, out: str | Path | None = None,
+               extra_args: list[str] | None = None) -> Study:
+    """Read and check a study YAML; ``out`` (``--out``) overrides the YAML's ``out``;
+    ``extra_args`` (``--arg``) go after the YAML's ``args`` in every run."""
     path = Path(path)
     raw = _read_yaml(path)
     where = path.name
@@ -61,7 +63,7 @@ def load_study(path: str | Path, out: str | Path | None = None) -> Study:
     seeds = _seeds(raw["seeds"], f"{where} seeds")
     default_out = Path("lightning_logs") / "studies" / path.stem
     out_dir = Path(out or raw.get("out") or default_out).resolve()
-    args = _args(raw.get("args", []), f"{where} args")
+    args = _args(raw.get("args", []), f"{where} args") + _args(list(extra_args or []), "--arg")
     rows = _rows(raw["rows"], seeds, where)
     return Study(path.resolve(), data, seeds, out_dir, args, rows)
 

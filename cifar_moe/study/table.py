@@ -77,8 +77,9 @@ def markdown(results: dict) -> str:
     lines = [f"# Study `{results['study']}`", "",
              f"Seeds {seeds} (unless a row names its own); data {data}. Test accuracy of "
              "the best-val/acc checkpoint; means over the seeds that finished; img/s over "
-             "training epochs only.", "",
-             *results_table(results["rows"]), "",
+             "training epochs only."
+             + (f" Every run adds `{' '.join(results['args'])}`." if results["args"] else ""),
+             "", *results_table(results["rows"]), "",
              "Routing health at the last validation epoch (mean over seeds):", "",
              *routing_table(results["rows"]), ""]
     return "\n".join(lines)
