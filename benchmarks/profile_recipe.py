@@ -8,7 +8,7 @@ The recipe is fitted through ``cli_main`` (its data module, LightningModule, cal
 training batches of one epoch and one validation batch (early stopping needs val/acc). The
 first ``--skip`` batches (compile, cuDNN autotuning, allocator growth) are not profiled.
 Printed: wall time per step, device (kernel) time per step and their ratio (how busy the GPU
-is), kernel launches per step, and the ops with the most self device and self CPU time.
+is), GPU operations per step, and the ops with the most self device and self CPU time.
 """
 
 import argparse
@@ -21,16 +21,12 @@ from pathlib import Path
 import torch
 from _checkout import DEFAULT_SLICE_DIR
 from _epochs import fit_args, write_tiled
+from _timing import device_name, synchronize
 from lightning.pytorch.callbacks import Callback
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from cifar_moe.cli import cli_main
-
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 class StepProfiler(Callback):
@@ -47,19 +43,18 @@ class StepProfiler(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx == self.skip:
-            _sync()
-            activities = [ProfilerActivity.CPU]
-            if torch.cuda.is_available():
-                activities.append(ProfilerActivity.CUDA)
-            self.prof = profile(activities=activities)
-            self.prof.__enter__()
+            synchronize(pl_module.device)
+            cuda = pl_module.device.type == "cuda"
+            self.prof = profile(activities=[ProfilerActivity.CPU]
+                                + ([ProfilerActivity.CUDA] if cuda else []))
+            self.prof.start()
             self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.prof is not None and batch_idx == self.skip + self.steps - 1:
-            _sync()
+            synchronize(pl_module.device)
             self.wall_s = time.perf_counter() - self._start
-            self.prof.__exit__(None, None, None)
+            self.prof.stop()
 
 
 def summary(prof, wall_s: float, steps: int, rows: int) -> list[str]:
@@ -106,12 +101,13 @@ def main() -> None:
     profiler = next(c for c in cli.trainer.callbacks if type(c).__name__ == "StepProfiler")
     if profiler.prof is None or not profiler.wall_s:
         sys.exit(f"error: the epoch ended before {batches} batches; use a larger --tiled")
-    print(f"{args.recipe}: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}"
-          f", torch {torch.__version__}, precision {cli.trainer.precision}, "
+    print(f"{args.recipe}: {device_name(cli.trainer.strategy.root_device)}, "
+          f"torch {torch.__version__}, precision {cli.trainer.precision}, "
           f"device path {cli.datamodule.uses_device_path}, channels_last "
           f"{cli.model.channels_last}, compiled "
           f"{getattr(cli.model.net, '_compiled_call_impl', None) is not None}")
     print("\n".join(summary(profiler.prof, profiler.wall_s, args.steps, args.rows)))
+
 
 if __name__ == "__main__":
     main()

@@ -68,8 +68,8 @@ def test_tiled_suite_smoke(real_data_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_profile_recipe_smoke(real_data_dir, tmp_path):
-    tiny = [*TINY_NET, "--data.batch_size=16", "--data.num_workers=0",
-            "--trainer.enable_progress_bar=false"]
+    # the recipe's own loader (worker processes), a tiny network
+    tiny = [*TINY_NET, "--data.batch_size=16", "--trainer.enable_progress_bar=false"]
     cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "profile_recipe.py"), "quickstart",
            f"--data-dir={real_data_dir}", "--tiled", "1", "--rows", "3",
            *[f"--fit-args={a}" for a in tiny]]
