@@ -26,6 +26,7 @@ TINY = [
     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
     "--trainer.accelerator=cpu",
 ]
+EXTRA = "--arg=--trainer.limit_test_batches=2"  # a study-wide override given on the command line
 BROKEN_ERROR = "model.net.init_args.num_experts is 0; use 1 (static control) or more"
 
 
@@ -99,7 +100,7 @@ def finished_study(synthetic_data_dir, tmp_path_factory):
     """A three-row study run once, two runs at a time; the broken row fails."""
     folder = tmp_path_factory.mktemp("study")
     path = write_study(folder, synthetic_data_dir, ROWS)
-    code = main([str(path), "--jobs", "2"])
+    code = main([str(path), "--jobs", "2", EXTRA])
     return path, folder / "out", code
 
 
@@ -128,13 +129,31 @@ def test_study_writes_table_and_json(finished_study):
         assert 0.0 <= routing[f"route/block1/{key}"] <= 1.0, key
     assert rows["K=1 control"]["runs"][0]["routing"] == {}  # K = 1 does not route
     table = (out / "results.md").read_text()
-    assert f"Every run adds `{' '.join(TINY)}`." in table  # the study's args are not hidden
+    every = " ".join([*TINY, EXTRA.removeprefix("--arg=")])
+    assert f"Every run adds `{every}`." in table  # the study's args are not hidden
     acc = rows["quick K=2"]["runs"][0]["test_acc"] * 100
     assert f"| quick K=2 | {acc:.1f} (1 seed) | 0: {acc:.1f} |" in table
     assert "| quick K=2 | block0 |" in table and "| K=1 control | block" not in table
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") == 700 and int.from_bytes(png[20:24], "big") == 400
+
+
+@pytest.mark.slow
+def test_out_folder_keeps_its_args_for_render_and_refuses_others(finished_study, capsys):
+    path, out, _ = finished_study
+    added = EXTRA.removeprefix("--arg=")
+    assert added in _rows(out)["quick K=2"]["runs"][0]["argv"]
+    main([str(path), "--render"])  # without --arg: the args the runs were made with
+    assert json.loads((out / "results.json").read_text())["args"][-1] == added
+    assert f"Every run adds `{' '.join([*TINY, added])}`." in (out / "results.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([str(path), "--arg=--trainer.max_epochs=1"])  # would mix runs made otherwise
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and "\n" not in err
+    assert err == (f"error: the runs in {out} were made with {added}; give the same --arg, "
+                   "or another --out for a study with different args")
 
 
 @pytest.mark.slow
@@ -155,7 +174,7 @@ def test_rerun_keeps_finished_runs_and_retries_failed_ones(finished_study, capsy
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in done}
     failed_log = out / "runs" / "broken" / "seed0" / "stderr.log"
     old_log = failed_log.stat().st_mtime_ns
-    assert main([str(path)]) == 1
+    assert main([str(path), EXTRA]) == 1
     assert "2 of 3 runs already done, 1 to run" in capsys.readouterr().out
     assert len(done) == 2 and all(
         (p.stat().st_mtime_ns, p.read_bytes()) == before[p] for p in done)

@@ -36,7 +36,7 @@ import sys
 
 from cifar_moe.errors import UserError
 from cifar_moe.study.report import render
-from cifar_moe.study.runner import run_study
+from cifar_moe.study.runner import run_study, settle_extra_args
 from cifar_moe.study.spec import load_study
 
 
@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--arg", action="append", default=[], dest="extra", metavar="ARG",
                         help="repeatable: one more fit argument for every run, after the "
                              "YAML's args, e.g. --arg=--trainer.accelerator=gpu (give --out "
-                             "too, so results made otherwise are not mixed in; --render "
-                             "takes the same --arg, which results.md lists)")
+                             "too: an out folder keeps the --arg its runs got, refuses "
+                             "others, and --render alone lists it in results.md)")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite results.json/md and curves.png from the run folders")
     return parser
@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if opts.jobs < 1:
             raise UserError(f"--jobs {opts.jobs}: use 1 or more")
-        study = load_study(opts.study, opts.out, opts.extra)
+        study = load_study(opts.study, opts.out, opts.extra)  # checks the given --arg too
+        extra = settle_extra_args(study.out, opts.extra, opts.render)
+        if extra != opts.extra:  # --render alone: the args recorded by the run
+            study = load_study(opts.study, opts.out, extra)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

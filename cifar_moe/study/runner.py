@@ -15,10 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cifar_moe.errors import UserError
 from cifar_moe.study.child import write_json_atomic
 from cifar_moe.study.spec import Row, Study
 
 RESULT, ERROR, STDOUT, STDERR = "result.json", "error.json", "stdout.log", "stderr.log"
+EXTRA_ARGS = "extra_args.json"
+"""In ``<out>``: the ``--arg`` list the study's runs got, so ``--render`` alone can list it."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,23 @@ class Run:
     row: Row
     seed: int
     folder: Path
+
+
+def settle_extra_args(out: Path, given: list[str], render: bool) -> list[str]:
+    """The ``--arg`` list to use for ``out``: the given one, or for ``--render`` without
+    ``--arg`` the recorded one. Runs made with other args are never mixed into a folder."""
+    path = out / EXTRA_ARGS
+    recorded = json.loads(path.read_text())["extra_args"] if path.is_file() else None
+    if render and not given:
+        return recorded or []
+    if recorded is not None and recorded != given:
+        shown = " ".join(recorded) or "no --arg"
+        raise UserError(f"the runs in {out} were made with {shown}; give the same --arg, "
+                        "or another --out for a study with different args")
+    if not render:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"extra_args": given})
+    return given
 
 
 def run_folder(study: Study, row: Row, seed: int) -> Path:
