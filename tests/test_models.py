@@ -86,6 +86,35 @@ def test_expert_init_uses_the_fan_of_one_expert():
         assert expert.std().item() == pytest.approx(expected, rel=0.05)
 
 
+def test_init_spread_one_draws_the_experts_as_before():
+    # The default must not move the random stream: seeded runs stay reproducible.
+    torch.manual_seed(0)
+    conv = ExpertConv2d(8, 16, num_experts=2)
+    torch.manual_seed(0)
+    expected = torch.empty(32, 8, 3, 3)
+    for expert in expected.chunk(2, dim=0):
+        torch.nn.init.kaiming_normal_(expert, mode="fan_out", nonlinearity="relu")
+    assert torch.equal(conv.weight.detach(), expected)
+    # K = 1 has nothing to spread: the static control draws the same kernel at any spread.
+    torch.manual_seed(0)
+    single = ExpertConv2d(8, 16, num_experts=1, init_spread=0.1).weight.detach()
+    assert torch.equal(single, expected[:16])
+
+
+@pytest.mark.parametrize("spread", [0.1, 0.5])
+def test_init_spread_sets_how_far_experts_start_apart(spread):
+    torch.manual_seed(0)
+    conv = ExpertConv2d(64, 64, num_experts=4, init_spread=spread)
+    experts = conv.weight.detach().chunk(4, dim=0)
+    he_std = (2 / (64 * 9)) ** 0.5
+    for i, expert in enumerate(experts):
+        # Every expert keeps He variance; two experts differ only by their own parts.
+        assert expert.std().item() == pytest.approx(he_std, rel=0.05)
+        for other in experts[i + 1:]:
+            apart = (expert - other).std().item()
+            assert apart == pytest.approx(spread * 2**0.5 * he_std, rel=0.05)
+
+
 def test_router_rows_are_per_sample_distributions():
     torch.manual_seed(0)
     router = Router(16, num_experts=4, reduction=4, zero_init=False)
@@ -154,6 +183,8 @@ def test_find_routers_reaches_every_routed_block_in_order():
         ({"reduction": 0}, "reduction"),
         ({"bottleneck_ratio": 0}, "bottleneck_ratio"),
         ({"num_classes": 0}, "num_classes"),
+        ({"expert_init_spread": 0.0}, "expert_init_spread"),
+        ({"expert_init_spread": 1.5}, "expert_init_spread"),
     ],
 )
 def test_bad_network_arguments_are_one_line_errors(kwargs, setting):

@@ -17,6 +17,7 @@ class PlainExpertBlock(nn.Module):
         dropout: dropout probability after BatchNorm.
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
         router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
+        init_spread: ``ExpertConv2d`` init_spread (1: independent experts).
     """
 
     def __init__(
@@ -28,10 +29,12 @@ class PlainExpertBlock(nn.Module):
         dropout: float = 0.0,
         impl: ExpertImpl = "auto",
         router: dict | None = None,
+        init_spread: float = 1.0,
     ) -> None:
         super().__init__()
         self.router = Router(in_channels, num_experts, reduction, **(router or {}))
-        self.experts = ExpertConv2d(in_channels, out_channels, num_experts, impl)
+        self.experts = ExpertConv2d(in_channels, out_channels, num_experts, impl,
+                                    init_spread=init_spread)
         self.post = nn.Sequential(
             nn.BatchNorm2d(out_channels), nn.Dropout(dropout), nn.ReLU(inplace=True)
         )
@@ -57,6 +60,7 @@ class ResidualExpertBlock(nn.Module):
             channels. 4, as in ResNet bottlenecks: it divides the K experts' parameters
             and FLOPs by 4 against full-width experts, the block's main cost at K = 4.
         router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
+        init_spread: ``ExpertConv2d`` init_spread (1: independent experts).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class ResidualExpertBlock(nn.Module):
         impl: ExpertImpl = "auto",
         bottleneck_ratio: int = 4,
         router: dict | None = None,
+        init_spread: float = 1.0,
     ) -> None:
         super().__init__()
         mid = max(out_channels // bottleneck_ratio, 1)
@@ -76,7 +81,7 @@ class ResidualExpertBlock(nn.Module):
         self.reduce = nn.Sequential(
             nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)
         )
-        self.experts = ExpertConv2d(mid, out_channels, num_experts, impl)
+        self.experts = ExpertConv2d(mid, out_channels, num_experts, impl, init_spread=init_spread)
         self.post = nn.Sequential(nn.BatchNorm2d(out_channels), nn.Dropout(dropout))
         self.skip = nn.Identity()
         if in_channels != out_channels:

@@ -63,6 +63,9 @@ class ExpertConv2d(nn.Module):
         num_experts: K.
         impl: ``mixture``, ``aggregate`` or ``auto``; settable after construction.
         kernel_size: odd kernel size; padding keeps H and W.
+        init_spread: the share of each expert's init std that is its own draw, in (0, 1]:
+            1 draws the K experts independently; near 0 starts them as near-copies of one
+            shared kernel, so the block starts as the K = 1 conv (sparse upcycling).
     """
 
     def __init__(
@@ -72,8 +75,12 @@ class ExpertConv2d(nn.Module):
         num_experts: int,
         impl: ExpertImpl = "auto",
         kernel_size: int = 3,
+        init_spread: float = 1.0,
     ) -> None:
         super().__init__()
+        if not 0 < init_spread <= 1:
+            raise UserError(f"init_spread is {init_spread}; use a value in (0, 1]")
+        self.init_spread = init_spread
         self.in_channels, self.out_channels = in_channels, out_channels
         self.num_experts, self.kernel_size = num_experts, kernel_size
         self.padding = kernel_size // 2
@@ -95,10 +102,24 @@ class ExpertConv2d(nn.Module):
         self._impl = value
 
     def reset_parameters(self) -> None:
-        # He init per expert (fan of one expert, not of all K); independent draws break the
-        # symmetry that identical experts would keep forever.
-        for expert in self.weight.data.chunk(self.num_experts, dim=0):
+        # He init per expert (fan of one expert, not of all K). Each expert is
+        # sqrt(1 - s^2) * shared + s * own; the own part (s > 0) breaks the symmetry that
+        # identical experts would keep forever.
+        experts = self.weight.data.chunk(self.num_experts, dim=0)
+        for expert in experts:
             nn.init.kaiming_normal_(expert, mode="fan_out", nonlinearity="relu")
+        s, k = self.init_spread, self.num_experts
+        # Drawn after the experts and only for K > 1, so s = 1 and K = 1 keep the random
+        # stream (and a seeded run) unchanged.
+        if s < 1 and k > 1:
+            shared = nn.init.kaiming_normal_(torch.empty_like(experts[0]), mode="fan_out",
+                                             nonlinearity="relu")
+            # BatchNorm follows, so the kernel's scale sets only its effective learning
+            # rate; the uniform mixture keeps the variance independent experts give it
+            # (He / K), or near-copies would start with 1/K of K = 1's effective rate.
+            gain = ((1 / k) / (1 - s * s + s * s / k)) ** 0.5
+            for expert in experts:
+                expert.mul_(s * gain).add_(shared, alpha=gain * (1 - s * s) ** 0.5)
 
     def forward(self, x: Tensor, routing_weights: Tensor) -> Tensor:
         if self.num_experts == 1:

@@ -42,6 +42,8 @@ class MoENet(nn.Module):
         classifier_dropout: dropout probability before the final linear layer.
         bottleneck_ratio: residual blocks only: bottleneck width = block width // ratio.
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto`` (fastest).
+        expert_init_spread: share of each expert's init std that is its own draw, in (0, 1];
+            1 draws experts independently, near 0 starts them as near-copies of one kernel.
         num_classes: number of output logits (linked from the data module by the CLI).
     """
 
@@ -63,12 +65,13 @@ class MoENet(nn.Module):
         classifier_dropout: float = 0.0,
         bottleneck_ratio: int = 4,
         impl: ExpertImpl = "auto",
+        expert_init_spread: float = 1.0,
         num_classes: int = 10,
     ) -> None:
         super().__init__()
         _check(widths, pool_after, num_experts, reduction, block, block_dropout,
                classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width,
-               router_aux_weight, router_tau)
+               router_aux_weight, router_tau, expert_init_spread)
         self.num_experts = num_experts
         self.stem = Stem(stem_width)
         router = {"input_norm": router_norm, "zero_init": router_zero_init,
@@ -78,7 +81,8 @@ class MoENet(nn.Module):
         if block == "residual":
             extra["bottleneck_ratio"] = bottleneck_ratio
         make = partial(BLOCKS[block], num_experts=num_experts, reduction=reduction,
-                       dropout=block_dropout, impl=impl, **extra)
+                       dropout=block_dropout, impl=impl,
+                       init_spread=expert_init_spread, **extra)
         self.blocks = _stack(make, stem_width, widths, pool_after)
         self.classifier = Classifier(widths[-1], num_classes, classifier_dropout)
         init_weights(self)
@@ -133,7 +137,7 @@ def init_weights(net: nn.Module) -> None:
 
 def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,
            bottleneck_ratio, impl, num_classes, stem_width, router_aux_weight,
-           router_tau) -> None:
+           router_tau, expert_init_spread) -> None:
     """One line per bad setting, naming it, before anything is built."""
     rules = [
         (k >= 1, "num_experts", k, "use 1 (static control) or more"),
@@ -152,6 +156,8 @@ def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dr
          "use a value in [0, 1)"),
         (bottleneck_ratio >= 1, "bottleneck_ratio", bottleneck_ratio, "use 1 or more"),
         (num_classes >= 1, "num_classes", num_classes, "use 1 or more"),
+        (0 < expert_init_spread <= 1, "expert_init_spread", expert_init_spread,
+         "use a value in (0, 1]"),
     ]
     for ok, name, value, fix in rules:
         if not ok:
