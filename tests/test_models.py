@@ -107,12 +107,34 @@ def test_init_spread_sets_how_far_experts_start_apart(spread):
     conv = ExpertConv2d(64, 64, num_experts=4, init_spread=spread)
     experts = conv.weight.detach().chunk(4, dim=0)
     he_std = (2 / (64 * 9)) ** 0.5
+    # The uniform mixture starts at the scale independent experts give it (He / sqrt(K)),
+    # so the spread changes how alike the experts are, not the effective learning rate.
+    assert sum(experts).div(4).std().item() == pytest.approx(he_std / 2, rel=0.05)
+    gain = (0.25 / (1 - spread**2 + spread**2 / 4)) ** 0.5
     for i, expert in enumerate(experts):
-        # Every expert keeps He variance; two experts differ only by their own parts.
-        assert expert.std().item() == pytest.approx(he_std, rel=0.05)
         for other in experts[i + 1:]:
             apart = (expert - other).std().item()
-            assert apart == pytest.approx(spread * 2**0.5 * he_std, rel=0.05)
+            assert apart == pytest.approx(spread * gain * 2**0.5 * he_std, rel=0.05)
+
+
+@pytest.mark.parametrize("impl", ["mixture", "aggregate"])
+def test_shared_experts_are_the_same_function_with_the_whole_gradient_on_the_shared_kernel(
+        impl):
+    torch.manual_seed(0)
+    shared = ExpertConv2d(6, 8, num_experts=3, impl=impl, init_spread=0.3, shared=True).double()
+    assert shared.shared_weight.abs().sum() > 0 and shared.weight.abs().sum() > 0
+    plain = ExpertConv2d(6, 8, num_experts=3, impl=impl).double()
+    plain.weight.data.copy_(shared.expert_weights().detach())
+    convs = [plain, shared]
+    x = torch.randn(4, 6, 8, 8, dtype=torch.float64)
+    weights = torch.softmax(torch.randn(4, 3, dtype=torch.float64), dim=-1)
+    outs = [conv(x, weights) for conv in convs]
+    torch.testing.assert_close(outs[1], outs[0])
+    for out in outs:
+        out.square().sum().backward()
+    # d/dS of W_k = S + V_k is the sum of the experts' gradients: every sample reaches S.
+    torch.testing.assert_close(shared.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(shared.shared_weight.grad, sum(plain.weight.grad.chunk(3)))
 
 
 def test_router_rows_are_per_sample_distributions():

@@ -88,7 +88,7 @@ def test_auto_picks_by_pixels_and_device(size, device, expected, monkeypatch):
     conv = ExpertConv2d(4, 4, num_experts=2, impl="auto")
     called = []
     for name in ("_mixture", "_aggregate"):
-        monkeypatch.setattr(conv, name, lambda x, w, name=name: called.append(name) or x)
+        monkeypatch.setattr(conv, name, lambda x, r, w, name=name: called.append(name) or x)
     # "meta" stands in for a GPU: any device but the CPU takes the mixture path.
     conv(torch.empty(2, 4, size, size, device=device), torch.full((2, 2), 0.5, device=device))
     assert called == [expected]

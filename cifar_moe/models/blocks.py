@@ -18,6 +18,7 @@ class PlainExpertBlock(nn.Module):
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
         router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
         init_spread: ``ExpertConv2d`` init_spread (1: independent experts).
+        shared: ``ExpertConv2d`` shared (experts = one shared kernel + per-expert deltas).
     """
 
     def __init__(
@@ -30,11 +31,12 @@ class PlainExpertBlock(nn.Module):
         impl: ExpertImpl = "auto",
         router: dict | None = None,
         init_spread: float = 1.0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         self.router = Router(in_channels, num_experts, reduction, **(router or {}))
         self.experts = ExpertConv2d(in_channels, out_channels, num_experts, impl,
-                                    init_spread=init_spread)
+                                    init_spread=init_spread, shared=shared)
         self.post = nn.Sequential(
             nn.BatchNorm2d(out_channels), nn.Dropout(dropout), nn.ReLU(inplace=True)
         )
@@ -61,6 +63,7 @@ class ResidualExpertBlock(nn.Module):
             and FLOPs by 4 against full-width experts, the block's main cost at K = 4.
         router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
         init_spread: ``ExpertConv2d`` init_spread (1: independent experts).
+        shared: ``ExpertConv2d`` shared (experts = one shared kernel + per-expert deltas).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class ResidualExpertBlock(nn.Module):
         bottleneck_ratio: int = 4,
         router: dict | None = None,
         init_spread: float = 1.0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         mid = max(out_channels // bottleneck_ratio, 1)
@@ -81,7 +85,8 @@ class ResidualExpertBlock(nn.Module):
         self.reduce = nn.Sequential(
             nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)
         )
-        self.experts = ExpertConv2d(mid, out_channels, num_experts, impl, init_spread=init_spread)
+        self.experts = ExpertConv2d(mid, out_channels, num_experts, impl,
+                                    init_spread=init_spread, shared=shared)
         self.post = nn.Sequential(nn.BatchNorm2d(out_channels), nn.Dropout(dropout))
         self.skip = nn.Identity()
         if in_channels != out_channels:

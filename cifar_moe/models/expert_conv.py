@@ -66,6 +66,9 @@ class ExpertConv2d(nn.Module):
         init_spread: the share of each expert's init std that is its own draw, in (0, 1]:
             1 draws the K experts independently; near 0 starts them as near-copies of one
             shared kernel, so the block starts as the K = 1 conv (sparse upcycling).
+        shared: parametrise expert k as ``shared_weight + weight[k]``: one kernel that every
+            sample's gradient reaches in full, as in a K = 1 conv, plus per-expert deltas
+            that weight decay pulls toward each other. Same function class; K > 1 only.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class ExpertConv2d(nn.Module):
         impl: ExpertImpl = "auto",
         kernel_size: int = 3,
         init_spread: float = 1.0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         if not 0 < init_spread <= 1:
@@ -86,9 +90,10 @@ class ExpertConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.impl = impl
         # 4-D, experts stacked on the output dim: channels_last applies, one state_dict.
-        self.weight = nn.Parameter(
-            torch.empty(num_experts * out_channels, in_channels, kernel_size, kernel_size)
-        )
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.empty(num_experts * shape[0], *shape[1:]))
+        self.shared_weight = nn.Parameter(torch.empty(shape)) if shared and num_experts > 1 \
+            else None
         self.reset_parameters()
 
     @property
@@ -118,31 +123,46 @@ class ExpertConv2d(nn.Module):
             # rate; the uniform mixture keeps the variance independent experts give it
             # (He / K), or near-copies would start with 1/K of K = 1's effective rate.
             gain = ((1 / k) / (1 - s * s + s * s / k)) ** 0.5
+            shared.mul_(gain * (1 - s * s) ** 0.5)
             for expert in experts:
-                expert.mul_(s * gain).add_(shared, alpha=gain * (1 - s * s) ** 0.5)
+                expert.mul_(s * gain)
+                if self.shared_weight is None:
+                    expert.add_(shared)
+            if self.shared_weight is not None:
+                self.shared_weight.data.copy_(shared)
+        elif self.shared_weight is not None:  # s = 1: independent experts, nothing shared
+            self.shared_weight.data.zero_()
+
+    def expert_weights(self) -> Tensor:
+        """The K kernels stacked on the output dim, ``(K*C_out, C_in, k, k)``."""
+        if self.shared_weight is None:
+            return self.weight
+        shared = self.shared_weight.repeat(self.num_experts, 1, 1, 1)  # (K*C_out, C_in, k, k)
+        return self.weight + shared
 
     def forward(self, x: Tensor, routing_weights: Tensor) -> Tensor:
         if self.num_experts == 1:
             return F.conv2d(x, self.weight, padding=self.padding)
+        weight = self.expert_weights()
         impl = self._impl
         if impl == "auto":
             wide = x.shape[-2] * x.shape[-1] >= AUTO_MIN_PIXELS
             impl = "aggregate" if wide and x.device.type == "cpu" else "mixture"
         if impl == "mixture":
-            return self._mixture(x, routing_weights)
-        return self._aggregate(x, routing_weights)
+            return self._mixture(x, routing_weights, weight)
+        return self._aggregate(x, routing_weights, weight)
 
-    def _mixture(self, x: Tensor, routing_weights: Tensor) -> Tensor:
-        out = F.conv2d(x, self.weight, padding=self.padding)  # (B, K*C_out, H, W)
+    def _mixture(self, x: Tensor, routing_weights: Tensor, weight: Tensor) -> Tensor:
+        out = F.conv2d(x, weight, padding=self.padding)  # (B, K*C_out, H, W)
         b, _, h, w = out.shape
         out = out.view(b, self.num_experts, self.out_channels, h, w)  # (B, K, C_out, H, W)
         a = routing_weights.view(b, self.num_experts, 1, 1, 1).to(out.dtype)  # (B, K, 1, 1, 1)
         return (out * a).sum(dim=1)  # (B, C_out, H, W)
 
-    def _aggregate(self, x: Tensor, routing_weights: Tensor) -> Tensor:
+    def _aggregate(self, x: Tensor, routing_weights: Tensor, weight: Tensor) -> Tensor:
         b, c_in, h, w = x.shape
         k = self.kernel_size
-        experts = self.weight.reshape(self.num_experts, -1)  # (K, C_out*C_in*k*k)
+        experts = weight.reshape(self.num_experts, -1)  # (K, C_out*C_in*k*k)
         kernels = routing_weights.to(experts.dtype) @ experts  # (B, C_out*C_in*k*k)
         kernels = kernels.view(b * self.out_channels, c_in, k, k)  # (B*C_out, C_in, k, k)
         stacked = x.reshape(1, b * c_in, h, w)  # (1, B*C_in, H, W): samples become groups
@@ -153,4 +173,5 @@ class ExpertConv2d(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, num_experts={self.num_experts}, "
             f"kernel_size={self.kernel_size}, impl={self._impl}"
+            + (", shared" if self.shared_weight is not None else "")
         )

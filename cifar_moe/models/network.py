@@ -44,6 +44,8 @@ class MoENet(nn.Module):
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto`` (fastest).
         expert_init_spread: share of each expert's init std that is its own draw, in (0, 1];
             1 draws experts independently, near 0 starts them as near-copies of one kernel.
+        expert_shared: each expert is one shared kernel plus its own delta (the shared part
+            gets every sample's full gradient, as in K = 1; weight decay pulls experts together).
         num_classes: number of output logits (linked from the data module by the CLI).
     """
 
@@ -66,6 +68,7 @@ class MoENet(nn.Module):
         bottleneck_ratio: int = 4,
         impl: ExpertImpl = "auto",
         expert_init_spread: float = 1.0,
+        expert_shared: bool = False,
         num_classes: int = 10,
     ) -> None:
         super().__init__()
@@ -82,7 +85,7 @@ class MoENet(nn.Module):
             extra["bottleneck_ratio"] = bottleneck_ratio
         make = partial(BLOCKS[block], num_experts=num_experts, reduction=reduction,
                        dropout=block_dropout, impl=impl,
-                       init_spread=expert_init_spread, **extra)
+                       init_spread=expert_init_spread, shared=expert_shared, **extra)
         self.blocks = _stack(make, stem_width, widths, pool_after)
         self.classifier = Classifier(widths[-1], num_classes, classifier_dropout)
         init_weights(self)
