@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cifar_moe.study import runner
 from cifar_moe.study.__main__ import main
-from cifar_moe.study.runner import child_command, one_line_error, plan
+from cifar_moe.study.runner import child_command, one_line_error, pick_rows, plan, run_study
 from cifar_moe.study.spec import load_study
 
 QUICK = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
@@ -105,3 +106,28 @@ def test_one_line_error_prefers_the_error_line():
 
 
 # --- the report, from run folders written by hand -------------------------------------
+
+
+def test_row_runs_only_the_named_rows_and_names_the_known_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("s.yaml").write_text(yaml.safe_dump({
+        "data": {}, "seeds": [0, 1],
+        "rows": [{"name": "A row", "configs": [QUICK]}, {"name": "b", "configs": [QUICK]}]}))
+    study = load_study("s.yaml")
+    assert pick_rows(study, []) == study.rows
+    assert pick_rows(study, ["a-row"]) == pick_rows(study, ["A row"]) == study.rows[:1]
+    started = []
+
+    def stand_in(study, run, threads):  # records the run instead of training it
+        started.append(run.folder.parts[-2:])
+        run.folder.mkdir(parents=True)
+        (run.folder / "result.json").write_text('{"test_acc": 0.5, "fit_seconds": 1}')
+
+    monkeypatch.setattr(runner, "execute", stand_in)
+    assert run_study(study, 1, pick_rows(study, ["b"])) == 0
+    assert started == [("b", "seed0"), ("b", "seed1")]
+    with pytest.raises(SystemExit) as info:
+        main(["s.yaml", "--row", "c"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        "error: --row 'c' is not a row of s.yaml; use one of 'A row', 'b'"]

@@ -38,6 +38,11 @@ batch 512, training img/s: seed_a mixture 27,400 vs aggregate 2,300; seed_b 19,6
 For the aggregate step a grouped conv (groups = B) beat unfold + batched matmul wherever
 aggregate is the right choice (48->96 32x32: 161 vs 316 ms; 32->128 16x16: 40 vs 56 ms);
 unfold + bmm only won at 8x8 (128->512: 341 vs 525 ms), where mixture is used anyway.
+
+Two parametrisations of the same K kernels: by default the K experts are independent
+parameters; with ``shared`` expert k is ``shared_weight + weight[k]``, so every sample's
+gradient reaches the shared kernel in full (as in a K = 1 conv) and weight decay pulls the
+experts toward each other. ``init_spread`` sets how alike the experts start.
 """
 
 from typing import Literal

@@ -3,6 +3,7 @@
     python -m cifar_moe.study configs/studies/slice.yaml            # run (or resume) it
     python -m cifar_moe.study configs/studies/slice.yaml --jobs 2   # two runs side by side
     python -m cifar_moe.study configs/studies/slice.yaml --render   # tables/figure only
+    python -m cifar_moe.study configs/studies/slice.yaml --row k-1-control-same-network-static
     python -m cifar_moe.study configs/studies/slice.yaml --out lightning_logs/studies/gpu \
         --arg=--trainer.accelerator=gpu                             # same study, on a GPU
 
@@ -36,7 +37,7 @@ import sys
 
 from cifar_moe.errors import UserError
 from cifar_moe.study.report import render
-from cifar_moe.study.runner import run_study, settle_extra_args
+from cifar_moe.study.runner import pick_rows, run_study, settle_extra_args
 from cifar_moe.study.spec import load_study
 
 
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                              "YAML's args, e.g. --arg=--trainer.accelerator=gpu (give --out "
                              "too: an out folder keeps the --arg its runs got, refuses "
                              "others, and --render alone lists it in results.md)")
+    parser.add_argument("--row", action="append", default=[], dest="rows", metavar="NAME",
+                        help="repeatable: run only this row (its name or folder name); the "
+                             "tables still show every row")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite results.json/md and curves.png from the run folders")
     return parser
@@ -67,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         extra = settle_extra_args(study.out, opts.extra, opts.render)
         if extra != opts.extra:  # --render alone: the args recorded by the run
             study = load_study(opts.study, opts.out, extra)
+        rows = pick_rows(study, opts.rows)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     if not opts.render:
         try:
-            run_study(study, opts.jobs)
+            run_study(study, opts.jobs, rows)
         except KeyboardInterrupt:
             print("interrupted; run the same command again to resume", file=sys.stderr)
             return 130

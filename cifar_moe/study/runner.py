@@ -114,12 +114,25 @@ def _describe(run: Run, error: dict | None) -> str:
     return f"test acc {result['test_acc'] * 100:.1f}% (fit {result['fit_seconds']:.0f} s)"
 
 
-def run_study(study: Study, jobs: int = 1) -> int:
-    """Run what is not done yet, ``jobs`` at a time; the number of runs that failed."""
-    todo = [run for run in plan(study) if not (run.folder / RESULT).is_file()]
+def pick_rows(study: Study, names: list[str]) -> list[Row]:
+    """The rows named (by name or folder name) by ``--row``; all rows when none is given."""
+    known = {key: row for row in study.rows for key in (row.name, row.slug)}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(repr(row.name) for row in study.rows)
+        raise UserError(f"--row {unknown[0]!r} is not a row of {study.path.name}; "
+                        f"use one of {listed}")
+    return [known[name] for name in names] if names else list(study.rows)
+
+
+def run_study(study: Study, jobs: int = 1, rows: list[Row] | None = None) -> int:
+    """Run what is not done yet of ``rows`` (default: all), ``jobs`` at a time; the number
+    of runs that failed."""
+    runs = [run for run in plan(study) if rows is None or run.row in rows]
+    todo = [run for run in runs if not (run.folder / RESULT).is_file()]
     total, lock, failed = len(todo), threading.Lock(), []
     threads = threads_per_run(jobs)
-    print(f"study {study.path.name}: {len(plan(study)) - total} of {len(plan(study))} runs "
+    print(f"study {study.path.name}: {len(runs) - total} of {len(runs)} runs "
           f"already done, {total} to run ({jobs} at a time) -> {study.out}", flush=True)
 
     def one(index: int, run: Run) -> None:
