@@ -137,6 +137,18 @@ def test_shared_experts_are_the_same_function_with_the_whole_gradient_on_the_sha
     torch.testing.assert_close(shared.shared_weight.grad, sum(plain.weight.grad.chunk(3)))
 
 
+def test_expert_spread_is_zero_for_copies_and_about_one_for_independent_experts():
+    torch.manual_seed(0)
+    conv = ExpertConv2d(32, 32, num_experts=2, shared=True)
+    assert conv.spread().item() == pytest.approx(1.0, abs=0.05)  # independent draws
+    conv.weight.data.zero_()  # only the shared kernel is left: K identical experts
+    conv.shared_weight.data.normal_()
+    assert conv.spread().item() == 0.0
+    # Spread s at K = 2: W_k - mean is s (E_1 - E_2) / 2 against a mean of about unit size.
+    assert ExpertConv2d(32, 32, num_experts=2, init_spread=0.1).spread().item() == \
+        pytest.approx(0.1 / 2**0.5, rel=0.1)
+
+
 def test_router_rows_are_per_sample_distributions():
     torch.manual_seed(0)
     router = Router(16, num_experts=4, reduction=4, zero_init=False)

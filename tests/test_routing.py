@@ -127,8 +127,10 @@ def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, 
     run = latest_run(tmp_path / "lightning_logs")
     scalars = read_scalars(run)
     for metric in ("entropy", "balance", "mutual_info", "max_share", "dead_fraction",
-                   "importance_cv2"):
+                   "importance_cv2", "expert_spread"):
         assert f"route/block1/{metric}" in scalars
+    # Independently drawn experts start about 1 apart: far from copies (0) after 4 steps.
+    assert 0.5 < scalars["route/block1/expert_spread"][-1][1] < 3
     taus = [v for _, v in scalars["route/tau"]]
     assert taus[0] == pytest.approx(30) and taus[-1] < 30
     assert "train/aux_loss" in scalars  # the overlay's balance penalty reached the loss

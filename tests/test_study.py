@@ -84,7 +84,7 @@ def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
     assert "| one | 25.0 (1 seed) | 0: 25.0 | 20.0 | - | 1 | 10 | 100 |" in table
     assert "| half | 25.0 (1 seed) | 0: 25.0, 1: failed: out of \\| luck |" in "\n".join(table)
     assert "| pending | not run | 0: not run, 1: not run | - | - | - | - | - |" in table
-    assert "| two | block0 | 0.90 | 0.10 | 0.00 | - | - |" in table
+    assert "| two | block0 | 0.90 | 0.10 | 0.00 | - | - | - |" in table
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

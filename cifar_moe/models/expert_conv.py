@@ -145,6 +145,17 @@ class ExpertConv2d(nn.Module):
         shared = self.shared_weight.repeat(self.num_experts, 1, 1, 1)  # (K*C_out, C_in, k, k)
         return self.weight + shared
 
+    @torch.no_grad()
+    def spread(self) -> Tensor:
+        """How far apart the experts are: RMS over k of ||W_k - mean W|| / ||mean W||.
+
+        0 means identical experts, so routing changes nothing however its weights vary;
+        two independently drawn experts give about 1.
+        """
+        w = self.expert_weights().float().reshape(self.num_experts, -1)  # (K, C_out*C_in*k*k)
+        mean = w.mean(dim=0)
+        return (w - mean).norm(dim=1).pow(2).mean().sqrt() / mean.norm().clamp_min(1e-12)
+
     def forward(self, x: Tensor, routing_weights: Tensor) -> Tensor:
         if self.num_experts == 1:
             return F.conv2d(x, self.weight, padding=self.padding)

@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from cifar_moe.errors import UserError
+from cifar_moe.models.expert_conv import ExpertConv2d
 from cifar_moe.models.router import Router, find_routers
 from cifar_moe.routing.plots import matrix_figure
 from cifar_moe.routing.stats import RoutingStats
@@ -17,7 +18,8 @@ from cifar_moe.routing.stats import RoutingStats
 
 class RoutingAnalytics(L.Callback):
     """Per block: routing entropy, balance, mutual information, max share, dead experts,
-    importance CV^2 (``route/block<i>/<metric>``), and a class x expert image.
+    importance CV^2 (``route/block<i>/<metric>``), and a class x expert image; at each
+    validation epoch also how far apart the block's experts are (``expert_spread``).
 
     The routers record their last weights during validation/test only while this callback
     is on, so it needs no second forward pass and costs nothing when absent.
@@ -31,12 +33,18 @@ class RoutingAnalytics(L.Callback):
         self.on_train = on_train
         self.class_matrix = class_matrix
         self.routers: list[Router] = []
+        self.experts: list[ExpertConv2d | None] = []
         self.state: dict[str, list[RoutingStats]] = {}
 
     def setup(self, trainer, pl_module, stage) -> None:
         self.routers = find_routers(pl_module)
         for router in self.routers:
             router.record = True
+        # Each routed block's experts, in the routers' order, for ``expert_spread``.
+        by_router = {id(m.router): m.experts for m in pl_module.modules()
+                     if isinstance(getattr(m, "experts", None), ExpertConv2d)
+                     and isinstance(getattr(m, "router", None), Router)}
+        self.experts = [by_router.get(id(r)) for r in self.routers]
 
     def _reset(self, stage, num_classes, device) -> None:
         self.state[stage] = [RoutingStats(r.num_experts, num_classes).to(device)
@@ -55,6 +63,10 @@ class RoutingAnalytics(L.Callback):
                 # Reduced above, so equal on every rank: the mean over ranks is the value.
                 pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=True)
             matrices.append(stats.class_matrix())  # (C, K) mean weight per class
+            experts = self.experts[i] if i < len(self.experts) else None
+            if stage == "val" and experts is not None:  # a property of the weights, not data
+                pl_module.log(f"{prefix}/block{i}/expert_spread", experts.spread(),
+                              sync_dist=True)
         return matrices
 
     def _on_batch(self, stage, batch) -> None:

@@ -2,7 +2,7 @@
 
 import re
 
-ROUTING = ("balance", "mutual_info", "dead_fraction", "entropy", "max_share")
+ROUTING = ("balance", "mutual_info", "dead_fraction", "entropy", "max_share", "expert_spread")
 
 
 def _cell(text: str) -> str:
