@@ -131,3 +131,4 @@ def test_row_runs_only_the_named_rows_and_names_the_known_ones(tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and err == [
         "error: --row 'c' is not a row of s.yaml; use one of 'A row', 'b'"]
+    assert not (study.out / "extra_args.json").exists()  # a refused run records nothing

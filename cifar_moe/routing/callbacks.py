@@ -63,9 +63,8 @@ class RoutingAnalytics(L.Callback):
                 # Reduced above, so equal on every rank: the mean over ranks is the value.
                 pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=True)
             matrices.append(stats.class_matrix())  # (C, K) mean weight per class
-            experts = self.experts[i] if i < len(self.experts) else None
-            if stage == "val" and experts is not None:  # a property of the weights, not data
-                pl_module.log(f"{prefix}/block{i}/expert_spread", experts.spread(),
+            if stage == "val" and self.experts[i] is not None:  # of the weights, not data
+                pl_module.log(f"{prefix}/block{i}/expert_spread", self.experts[i].spread(),
                               sync_dist=True)
         return matrices
 

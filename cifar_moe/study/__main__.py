@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         if opts.jobs < 1:
             raise UserError(f"--jobs {opts.jobs}: use 1 or more")
         study = load_study(opts.study, opts.out, opts.extra)  # checks the given --arg too
+        rows = pick_rows(study, opts.rows)  # before anything is written to the out folder
         extra = settle_extra_args(study.out, opts.extra, opts.render)
         if extra != opts.extra:  # --render alone: the args recorded by the run
             study = load_study(opts.study, opts.out, extra)
-        rows = pick_rows(study, opts.rows)
+            rows = pick_rows(study, opts.rows)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
