@@ -203,6 +203,30 @@ def test_find_routers_reaches_every_routed_block_in_order():
     assert routers[0] is net.blocks[0].router and not find_routers(build_net("resnet18"))
 
 
+def test_routed_blocks_route_only_those_blocks():
+    kw = {"widths": [8, 16, 16], "pool_after": [0, 1], "expert_shared": True,
+          "expert_init_spread": 0.1}
+    torch.manual_seed(0)
+    net = MoENet(routed_blocks=[0, 2], **kw)
+    blocks = [m for m in net.blocks if hasattr(m, "router")]
+    assert [b.experts.num_experts for b in blocks] == [2, 1, 2]
+    assert find_routers(net) == [blocks[0].router, blocks[2].router]
+    # Every parameter still learns (the static block has a plain kernel, no router).
+    x = torch.randn(3, 3, 32, 32)
+    net(x).square().sum().backward()
+    torch.optim.SGD(net.parameters(), lr=0.01).step()
+    net.zero_grad()
+    net(x).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() for p in net.parameters())
+    # None routes every block and draws exactly what listing every block draws.
+    torch.manual_seed(0)
+    every = MoENet(routed_blocks=[0, 1, 2], **kw).state_dict()
+    torch.manual_seed(0)
+    default = MoENet(**kw).state_dict()
+    assert every.keys() == default.keys()
+    assert all(torch.equal(every[k], default[k]) for k in every)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "setting"),
     [
@@ -219,6 +243,8 @@ def test_find_routers_reaches_every_routed_block_in_order():
         ({"num_classes": 0}, "num_classes"),
         ({"expert_init_spread": 0.0}, "expert_init_spread"),
         ({"expert_init_spread": 1.5}, "expert_init_spread"),
+        ({"routed_blocks": []}, "routed_blocks"),
+        ({"routed_blocks": [3]}, "routed_blocks"),
     ],
 )
 def test_bad_network_arguments_are_one_line_errors(kwargs, setting):

@@ -7,9 +7,9 @@ import torch
 from tiny_run import TINY_NET
 
 from cifar_moe.cli import cli_main
-from cifar_moe.models import Router
+from cifar_moe.models import MoENet, Router
 from cifar_moe.models.router import find_routers
-from cifar_moe.routing.callbacks import TemperatureSchedule
+from cifar_moe.routing.callbacks import RoutingAnalytics, TemperatureSchedule
 from cifar_moe.routing.stats import balance_penalty, summarize
 from cifar_moe.runs import latest_run, read_image_tags, read_scalars
 
@@ -135,6 +135,17 @@ def test_cli_fit_writes_routing_tags_and_class_expert_image(synthetic_data_dir, 
     assert taus[0] == pytest.approx(30) and taus[-1] < 30
     assert "train/aux_loss" in scalars  # the overlay's balance penalty reached the loss
     assert "route/block0/class_expert" in read_image_tags(run)
+
+
+def test_analytics_name_routed_blocks_by_their_position_in_the_network():
+    net = MoENet(widths=[8, 16, 16, 16], pool_after=[0], routed_blocks=[1, 3])
+    callback = RoutingAnalytics()
+    callback.setup(None, net, "fit")
+    assert callback.labels == ["block1", "block3"]
+    assert callback.experts == [net.blocks[2].experts, net.blocks[4].experts]  # after a pool
+    every = RoutingAnalytics()
+    every.setup(None, MoENet(widths=[8, 16], pool_after=[0]), "fit")
+    assert every.labels == ["block0", "block1"]
 
 
 def test_running_stats_equal_the_whole_batch_and_give_the_class_matrix():

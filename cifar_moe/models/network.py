@@ -27,6 +27,8 @@ class MoENet(nn.Module):
         widths: output channels of each expert block, in order.
         pool_after: indices of blocks followed by a 2x2 max-pool.
         num_experts: K, experts per block; 1 gives a static conv net (the control).
+        routed_blocks: indices of the blocks that get K routed experts; the others are static
+            K = 1 convs, as MoE transformers route only some layers. None routes every block.
         reduction: router MLP bottleneck ratio r (hidden = C // r).
         router_norm: routers standardise their pooled input over the batch (keeps routing
             input-dependent; False is the pre-fix default, kept for the ablation).
@@ -55,6 +57,7 @@ class MoENet(nn.Module):
         widths: list[int] = [64, 128, 256],  # noqa: B006 (jsonargparse shows it)
         pool_after: list[int] = [0, 1, 2],  # noqa: B006
         num_experts: int = 2,
+        routed_blocks: list[int] | None = None,
         reduction: int = 4,
         router_norm: bool = True,
         router_zero_init: bool = True,
@@ -75,6 +78,7 @@ class MoENet(nn.Module):
         _check(widths, pool_after, num_experts, reduction, block, block_dropout,
                classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width,
                router_aux_weight, router_tau, expert_init_spread)
+        _check_routed(routed_blocks, len(widths))
         self.num_experts = num_experts
         self.stem = Stem(stem_width)
         router = {"input_norm": router_norm, "zero_init": router_zero_init,
@@ -83,10 +87,11 @@ class MoENet(nn.Module):
         extra: dict = {"router": router}
         if block == "residual":
             extra["bottleneck_ratio"] = bottleneck_ratio
-        make = partial(BLOCKS[block], num_experts=num_experts, reduction=reduction,
-                       dropout=block_dropout, impl=impl,
+        make = partial(BLOCKS[block], reduction=reduction, dropout=block_dropout, impl=impl,
                        init_spread=expert_init_spread, shared=expert_shared, **extra)
-        self.blocks = _stack(make, stem_width, widths, pool_after)
+        routed = range(len(widths)) if routed_blocks is None else routed_blocks
+        experts = [num_experts if i in routed else 1 for i in range(len(widths))]
+        self.blocks = _stack(make, stem_width, widths, pool_after, experts)
         self.classifier = Classifier(widths[-1], num_classes, classifier_dropout)
         init_weights(self)
 
@@ -105,11 +110,13 @@ class MoENet(nn.Module):
         return torch.stack(losses).mean() if losses else None
 
 
-def _stack(make, in_channels: int, widths: list[int], pool_after: list[int]) -> nn.Sequential:
-    """Blocks of the given widths, each chained to the last, with 2x2 max-pools after some."""
+def _stack(make, in_channels: int, widths: list[int], pool_after: list[int],
+           experts: list[int]) -> nn.Sequential:
+    """Blocks of the given widths and expert counts, each chained to the last, with 2x2
+    max-pools after some."""
     layers: list[nn.Module] = []
     for index, width in enumerate(widths):
-        layers.append(make(in_channels, width))
+        layers.append(make(in_channels, width, num_experts=experts[index]))
         if index in pool_after:
             layers.append(nn.MaxPool2d(2))
         in_channels = width
@@ -136,6 +143,16 @@ def init_weights(net: nn.Module) -> None:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+
+def _check_routed(routed_blocks: list[int] | None, num_blocks: int) -> None:
+    if routed_blocks is not None and not (
+        routed_blocks and all(0 <= i < num_blocks for i in routed_blocks)
+    ):
+        raise UserError(
+            f"model.net.init_args.routed_blocks is {routed_blocks!r}; use block indices "
+            f"0..{num_blocks - 1}, or null to route every block"
+        )
 
 
 def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,

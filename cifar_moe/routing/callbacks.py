@@ -17,9 +17,10 @@ from cifar_moe.routing.stats import RoutingStats
 
 
 class RoutingAnalytics(L.Callback):
-    """Per block: routing entropy, balance, mutual information, max share, dead experts,
-    importance CV^2 (``route/block<i>/<metric>``), and a class x expert image; at each
-    validation epoch also how far apart the block's experts are (``expert_spread``).
+    """Per routed block: routing entropy, balance, mutual information, max share, dead
+    experts, importance CV^2 (``route/block<i>/<metric>``), and a class x expert image; at
+    each validation epoch also how far apart the block's experts are (``expert_spread``).
+    ``i`` is the block's position in the network, static blocks included.
 
     The routers record their last weights during validation/test only while this callback
     is on, so it needs no second forward pass and costs nothing when absent.
@@ -33,11 +34,13 @@ class RoutingAnalytics(L.Callback):
         self.on_train = on_train
         self.class_matrix = class_matrix
         self.routers: list[Router] = []
+        self.labels: list[str] = []
         self.experts: list[ExpertConv2d | None] = []
         self.state: dict[str, list[RoutingStats]] = {}
 
     def setup(self, trainer, pl_module, stage) -> None:
         self.routers = find_routers(pl_module)
+        self.labels = _block_labels(pl_module, self.routers)
         for router in self.routers:
             router.record = True
         # Each routed block's experts, in the routers' order, for ``expert_spread``.
@@ -61,11 +64,11 @@ class RoutingAnalytics(L.Callback):
             stats.reduce(lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
             for name, value in stats.summary().items():
                 # Reduced above, so equal on every rank: the mean over ranks is the value.
-                pl_module.log(f"{prefix}/block{i}/{name}", value, sync_dist=True)
+                pl_module.log(f"{prefix}/{self.labels[i]}/{name}", value, sync_dist=True)
             matrices.append(stats.class_matrix())  # (C, K) mean weight per class
             if stage == "val" and self.experts[i] is not None:  # of the weights, not data
-                pl_module.log(f"{prefix}/block{i}/expert_spread", self.experts[i].spread(),
-                              sync_dist=True)
+                pl_module.log(f"{prefix}/{self.labels[i]}/expert_spread",
+                              self.experts[i].spread(), sync_dist=True)
         return matrices
 
     def _on_batch(self, stage, batch) -> None:
@@ -98,11 +101,20 @@ class RoutingAnalytics(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         matrices = self._finish("val", trainer, pl_module)
         if self.class_matrix and not trainer.sanity_checking and trainer.is_global_zero:
-            _log_matrices(trainer, matrices, pl_module.class_names)
+            _log_matrices(trainer, matrices, pl_module.class_names, self.labels)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        for i, matrix in enumerate(self._finish("test", trainer, pl_module)):
-            rank_zero_info(format_class_matrix(matrix, pl_module.class_names, f"block{i}"))
+        matrices = self._finish("test", trainer, pl_module)
+        for label, matrix in zip(self.labels, matrices, strict=True):
+            rank_zero_info(format_class_matrix(matrix, pl_module.class_names, label))
+
+
+def _block_labels(module, routers: list[Router]) -> list[str]:
+    """``block<i>`` for each routing router, i counting every block's router (K = 1 ones
+    too), so a network that routes only some blocks names them by their position."""
+    position = {id(r): i for i, r in enumerate(m for m in module.modules()
+                                                if isinstance(m, Router))}
+    return [f"block{position[id(r)]}" for r in routers]
 
 
 def format_class_matrix(matrix: torch.Tensor, class_names, title: str) -> str:
@@ -114,11 +126,11 @@ def format_class_matrix(matrix: torch.Tensor, class_names, title: str) -> str:
     return "\n".join([f"routing {title}: mean weight per class (rows) and expert", header, *rows])
 
 
-def _log_matrices(trainer, matrices, class_names) -> None:
+def _log_matrices(trainer, matrices, class_names, labels) -> None:
     for logger in (lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)):
-        for i, matrix in enumerate(matrices):
-            fig = matrix_figure(matrix, class_names, f"block {i}")
-            logger.experiment.add_figure(f"route/block{i}/class_expert", fig, trainer.global_step)
+        for label, matrix in zip(labels, matrices, strict=True):
+            fig = matrix_figure(matrix, class_names, label)
+            logger.experiment.add_figure(f"route/{label}/class_expert", fig, trainer.global_step)
 
 
 class TemperatureSchedule(L.Callback):
