@@ -3,6 +3,7 @@
     python benchmarks/bench_models.py             # about 3 minutes on 2 idle CPU cores
     python benchmarks/bench_models.py --quick     # fewer timed iterations
     python benchmarks/bench_models.py --threads 1 # steadier on a CPU shared with others
+    python benchmarks/bench_models.py --only slice --cpu-bf16 --batch 128  # as slice.yaml trains
 
 FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass of one 32x32
 image (a multiply-add is 2 FLOPs). "executed" is what that implementation runs: ``mixture``
@@ -16,11 +17,12 @@ Achieved training FLOP/s = 3 x forward FLOPs per image x train img/s (the usual
 "backward costs two forwards" convention), on both bases; the ratios divide by
 ResNet-18's, timed in the same process so that most machine drift cancels.
 
-CPU: fp32, batch 64, ``--threads`` threads (2 by default); train = forward + backward + SGD
-step; one warm-up step, then the median of the timed steps. On a CPU shared with other
-jobs, 2 threads suffer: each op waits at a barrier for a descheduled thread (a 1 ms 1x1
-conv took 29 ms with 2 threads beside two busy processes, 1 ms with 1 thread), which
-penalises networks of many small ops; ``--threads 1`` measures the kernels instead.
+CPU: fp32 (``--cpu-bf16``: bf16 autocast), batch 64, ``--threads`` threads (2 by default);
+train = forward + backward + SGD step; one warm-up step, then the median of the timed
+steps. On a CPU shared with other jobs, 2 threads suffer: each op waits at a barrier for a
+descheduled thread (a 1 ms 1x1 conv took 29 ms with 2 threads beside two busy processes,
+1 ms with 1 thread), which penalises networks of many small ops; ``--threads 1`` measures
+the kernels instead.
 GPU (only when CUDA is available): bf16 autocast, channels_last, batch ``--gpu-batch``,
 two warm-up steps (several more are spent compiling with ``--compile``).
 """
@@ -42,6 +44,9 @@ ROWS = [  # (row name, preset, overrides)
     ("seed_b aggregate", "seed_b", {"impl": "aggregate"}),
     ("seed_b auto", "seed_b", {"impl": "auto"}),
     ("K=1 control", "seed_b", {"num_experts": 1}),
+    ("slice (blocks 1, 3 routed)", "slice", {}),
+    ("slice every block routed", "slice", {"routed_blocks": None}),
+    ("slice K=1", "slice", {"num_experts": 1}),
     ("ResNet-18", "resnet18", {}),
 ]
 REFERENCE = "ResNet-18"
@@ -54,7 +59,8 @@ def useful_flops(preset: str, net: torch.nn.Module) -> int:
     return forward_flops(net)
 
 
-def images_per_second(net, batch: int, iters: int, warm: int, train: bool, device: str) -> float:
+def images_per_second(net, batch: int, iters: int, warm: int, train: bool, device: str,
+                      cpu_bf16: bool = False) -> float:
     """Median img/s over ``iters`` timed steps after ``warm`` untimed ones."""
     gpu = device == "cuda"
     fmt = torch.channels_last if gpu else torch.contiguous_format
@@ -62,7 +68,8 @@ def images_per_second(net, batch: int, iters: int, warm: int, train: bool, devic
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     net.train(train)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else nullcontext()
+    autocast = (torch.autocast(device, dtype=torch.bfloat16) if gpu or cpu_bf16
+                else nullcontext())
 
     def step():
         with autocast, torch.set_grad_enabled(train):
@@ -76,7 +83,7 @@ def images_per_second(net, batch: int, iters: int, warm: int, train: bool, devic
 
 
 def measure(preset: str, overrides: dict, batch: int, iters: int, device: str,
-            compile_net: bool = False) -> dict:
+            compile_net: bool = False, cpu_bf16: bool = False) -> dict:
     torch.manual_seed(0)
     net = build_net(preset, **overrides)
     row = {"params": sum(p.numel() for p in net.parameters()),
@@ -87,8 +94,8 @@ def measure(preset: str, overrides: dict, batch: int, iters: int, device: str,
     warm = 1 if device == "cpu" else 2
     if compile_net:
         net, warm = torch.compile(net), 5  # the first steps of each mode compile
-    row["train"] = images_per_second(net, batch, iters, warm, True, device)
-    row["eval"] = images_per_second(net, batch, iters, warm, False, device)
+    row["train"] = images_per_second(net, batch, iters, warm, True, device, cpu_bf16)
+    row["eval"] = images_per_second(net, batch, iters, warm, False, device, cpu_bf16)
     return row
 
 
@@ -118,6 +125,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 timed CPU steps, not 5")
     parser.add_argument("--batch", type=int, default=64, help="CPU batch size")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="bf16 autocast on the CPU too (as configs/slice.yaml trains)")
     parser.add_argument("--gpu-batch", type=int, default=512, help="GPU batch size")
     parser.add_argument("--no-cpu", action="store_true", help="GPU rows only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the GPU rows")
@@ -130,8 +139,10 @@ def main() -> None:
     torch.set_flush_denormal(True)  # as cli_main does: subnormals slow CPU convs up to 5x
     if not args.no_cpu:
         iters = 3 if args.quick else 5
-        cpu = {name: measure(p, o, args.batch, iters, "cpu") for name, p, o in rows}
-        print(f"CPU, {args.threads} threads, fp32, batch {args.batch}, "
+        cpu = {name: measure(p, o, args.batch, iters, "cpu", cpu_bf16=args.cpu_bf16)
+               for name, p, o in rows}
+        precision = "bf16 autocast" if args.cpu_bf16 else "fp32"
+        print(f"CPU, {args.threads} threads, {precision}, batch {args.batch}, "
               f"torch {torch.__version__}\n")
         print(table(cpu, 1e9, "GFLOP/s"))
     if not torch.cuda.is_available():
