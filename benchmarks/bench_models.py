@@ -29,12 +29,22 @@ two warm-up steps (several more are spent compiling with ``--compile``).
 
 import argparse
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
+import yaml
 from _timing import forward_flops, median_rate
 
 from cifar_moe.models import MoENet
 from cifar_moe.models.presets import build_net
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+def overlay(name: str) -> dict:
+    """The network overrides of a config overlay in ``configs/``, so none is typed twice."""
+    spec = yaml.safe_load((CONFIGS / name).read_text())
+    return spec["model"]["net"]["init_args"]
+
 
 ROWS = [  # (row name, preset, overrides)
     ("seed_a mixture", "seed_a", {"impl": "mixture"}),
@@ -45,8 +55,9 @@ ROWS = [  # (row name, preset, overrides)
     ("seed_b auto", "seed_b", {"impl": "auto"}),
     ("K=1 control", "seed_b", {"num_experts": 1}),
     ("slice (blocks 1, 3 routed)", "slice", {}),
-    ("slice every block routed", "slice", {"routed_blocks": None}),
-    ("slice K=1", "slice", {"num_experts": 1}),
+    ("slice every block routed", "slice", overlay("routing/every_block.yaml")),
+    ("slice K=1", "slice", overlay("controls/k1.yaml")),
+    ("slice static residual", "slice", overlay("controls/residual_static.yaml")),
     ("ResNet-18", "resnet18", {}),
 ]
 REFERENCE = "ResNet-18"

@@ -84,3 +84,22 @@ def test_profile_recipe_smoke(real_data_dir, tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert short.returncode == 1 and short.stderr.strip().splitlines()[-1].startswith(
         "error: the epoch ended before 43 batches"), short.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_bench_models_slice_rows_run_with_the_recipe_precision():
+    # The README's `bench_models.py --only slice --cpu-bf16 --batch 128`, on a tiny batch.
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_models.py", "--only", "slice", "--cpu-bf16",
+         "--batch", "2", "--quick", "--threads", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    assert "bf16 autocast, batch 2" in out
+    rows = [line.split(" | ")[0].lstrip("| ") for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| network")]
+    assert rows == ["slice (blocks 1, 3 routed)", "slice every block routed", "slice K=1",
+                    "slice static residual", "ResNet-18"]
+    params = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1] for line in out.splitlines()
+              if line.startswith("| slice")}
+    assert params["slice (blocks 1, 3 routed)"] == "1.87 M"  # the routed_blocks preset
+    assert params["slice every block routed"] == "3.40 M"  # the overlay reached the net
