@@ -40,6 +40,7 @@ from cifar_moe.models.presets import build_net
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
+
 def overlay(name: str) -> dict:
     """The network overrides of a config overlay in ``configs/``, so none is typed twice."""
     spec = yaml.safe_load((CONFIGS / name).read_text())
