@@ -77,8 +77,7 @@ class MoENet(nn.Module):
         super().__init__()
         _check(widths, pool_after, num_experts, reduction, block, block_dropout,
                classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width,
-               router_aux_weight, router_tau, expert_init_spread)
-        _check_routed(routed_blocks, len(widths))
+               router_aux_weight, router_tau, expert_init_spread, routed_blocks)
         self.num_experts = num_experts
         self.stem = Stem(stem_width)
         router = {"input_norm": router_norm, "zero_init": router_zero_init,
@@ -145,19 +144,9 @@ def init_weights(net: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _check_routed(routed_blocks: list[int] | None, num_blocks: int) -> None:
-    if routed_blocks is not None and not (
-        routed_blocks and all(0 <= i < num_blocks for i in routed_blocks)
-    ):
-        raise UserError(
-            f"model.net.init_args.routed_blocks is {routed_blocks!r}; use block indices "
-            f"0..{num_blocks - 1}, or null to route every block"
-        )
-
-
 def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,
            bottleneck_ratio, impl, num_classes, stem_width, router_aux_weight,
-           router_tau, expert_init_spread) -> None:
+           router_tau, expert_init_spread, routed_blocks) -> None:
     """One line per bad setting, naming it, before anything is built."""
     rules = [
         (k >= 1, "num_experts", k, "use 1 (static control) or more"),
@@ -178,6 +167,10 @@ def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dr
         (num_classes >= 1, "num_classes", num_classes, "use 1 or more"),
         (0 < expert_init_spread <= 1, "expert_init_spread", expert_init_spread,
          "use a value in (0, 1]"),
+        (routed_blocks is None or (routed_blocks and all(0 <= i < len(widths)
+                                                         for i in routed_blocks)),
+         "routed_blocks", routed_blocks,
+         f"use block indices 0..{len(widths) - 1}, or null to route every block"),
     ]
     for ok, name, value, fix in rules:
         if not ok:
