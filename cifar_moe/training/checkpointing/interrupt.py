@@ -40,9 +40,12 @@ class InterruptCheckpoint(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if not self._flag.installed:
             return
-        signum, low, high = together.agree_on_stop(self._flag.signum,
-                                                   trainer.strategy.root_device)
+        device = trainer.strategy.root_device
+        signum, _, _ = together.agree_on_stop(self._flag.signum, device)
         if signum:
+            # A signal to the whole group can reach a busy rank just after it built its
+            # flag; every rank's handler has run by now, so ask again who received it.
+            _, low, high = together.agree_on_stop(self._flag.signum, device)
             ranks = f"rank {low}" if low == high else f"ranks {low}-{high}"
             self._signalled = f" (signal on {ranks})"
             together.raise_stop(signum)
