@@ -13,6 +13,7 @@ from cifar_moe.training.losses import (
     smooth_targets,
 )
 from cifar_moe.training.mixing import BatchMixer
+from cifar_moe.training.schedules import OneCycleThenHold
 
 C = len(CIFAR10_CLASSES)
 
@@ -129,3 +130,38 @@ def test_both_mixers_pick_per_batch():
         # cutmix keeps some pixels exactly; mixup (lambda < 1) changes every pixel
         kinds.add(bool((mixed == images).any()))
     assert kinds == {True, False}
+
+
+def _lr_momentum(scheduler_class, steps, **kwargs):
+    """(lr, momentum) the optimizer trains each of ``steps`` steps with."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01, momentum=0.9)
+    scheduler = scheduler_class(optimizer, 0.2, pct_start=0.25, **kwargs)
+    used = []
+    for _ in range(steps):
+        used.append((optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"]))
+        optimizer.step()
+        scheduler.step()
+    return used
+
+
+def test_one_cycle_then_hold_without_hold_is_one_cycle():
+    cycle = torch.optim.lr_scheduler.OneCycleLR
+    assert _lr_momentum(OneCycleThenHold, 100, total_steps=100) == \
+        _lr_momentum(cycle, 100, total_steps=100)
+
+
+def test_one_cycle_then_hold_runs_the_cycle_then_holds_its_end():
+    held = _lr_momentum(OneCycleThenHold, 100, total_steps=100, hold=0.25,
+                        final_div_factor=4.0)
+    cycle = _lr_momentum(torch.optim.lr_scheduler.OneCycleLR, 75, total_steps=75,
+                         final_div_factor=4.0)
+    assert held[:75] == cycle  # the cycle over the first three quarters
+    end = (0.2 / 25 / 4, 0.95)  # start LR / final_div_factor; momentum back at its maximum
+    assert all(step == pytest.approx(end) for step in held[74:]), held[74:]
+
+
+@pytest.mark.parametrize("hold", [-0.1, 1.0])
+def test_one_cycle_hold_outside_0_1_is_a_clear_error(hold):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    with pytest.raises(UserError, match=r"model\.scheduler\.init_args\.hold is "):
+        OneCycleThenHold(optimizer, 0.2, total_steps=100, hold=hold)

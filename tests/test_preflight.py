@@ -78,6 +78,8 @@ BEFORE_TRAINING = {  # case: (extra arguments given the tmp_path, text the line 
     "OneCycle, max_epochs -1": (lambda t: ["--trainer.max_epochs=-1"], "known length"),
     # 1 epoch x 4 batches x pct_start 0.25: a one-step warm-up (ZeroDivisionError before).
     "OneCycle, too few steps": (lambda t: ["--trainer.max_epochs=1"], "warm-up"),
+    "hold of the whole run": (lambda t: [*HELD, "--model.scheduler.init_args.hold=1"],
+                              "init_args.hold is 1.0"),
     "unknown scheduler key": (lambda t: ["--model.scheduler.init_args.max_lrr=3"], "'max_lrr'"),
     "empty config": (lambda t: [f"--config={t / 'empty.yaml'}"], "empty.yaml is empty"),
 }
@@ -126,12 +128,30 @@ def test_cosine_without_t_max_follows_the_run(synthetic_data_dir, tmp_path):
     assert lrs[-1] == pytest.approx(0.001)  # the last epoch trains at eta_min
 
 
+HELD = ["--model.scheduler=cifar_moe.training.schedules.OneCycleThenHold",
+        "--model.scheduler.init_args.hold=0.25"]  # configs/slice.yaml's schedule
+
+
 @pytest.mark.slow
-def test_extending_a_finished_onecycle_run_is_one_line(synthetic_data_dir, tmp_path, capsys):
-    cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=2"))
+def test_one_cycle_then_hold_follows_the_run(synthetic_data_dir, tmp_path):
+    cli = cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=4", *HELD,
+                         "--trainer.log_every_n_steps=1"))
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert (scheduler.run_steps, scheduler.total_steps) == (16, 12)  # 4 epochs x 4 batches
+    lrs = [v for _, v in read_scalars(latest_run(tmp_path / "lightning_logs"))["lr-SGD"]]
+    assert len(lrs) == 16
+    assert lrs[0] == pytest.approx(0.2 / 25)  # quickstart.yaml's max_lr 0.2 carried over
+    assert lrs[11:] == pytest.approx([0.2 / 25 / 1e4] * 5)  # the last quarter holds the end
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", [[], HELD], ids=["OneCycleLR", "OneCycleThenHold"])
+def test_extending_a_finished_onecycle_run_is_one_line(schedule, synthetic_data_dir, tmp_path,
+                                                       capsys):
+    cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=2", *schedule))
     last = latest_run(tmp_path / "lightning_logs") / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit) as info:
-        cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=4",
+        cli_main(_args(synthetic_data_dir, tmp_path, "--trainer.max_epochs=4", *schedule,
                        f"--ckpt_path={last}"))
     line = _one_line_error(capsys, info)
     assert "has 8 steps but this run has 16" in line and "Resume with the max_epochs" in line
