@@ -197,6 +197,22 @@ def test_both_recipes_run_on_the_real_slice(real_data_dir, tmp_path):
         assert {"train/loss", "val/acc", "val/acc_class/airplane"} <= scalars.keys()
 
 
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_slice_recipe_runs_on_the_real_slice_with_its_own_settings(real_data_dir, tmp_path):
+    # Its batch size, bf16 on the CPU, device augmentation, flip-TTA and held schedule.
+    cli = cli_main(["fit", "--config", str(CONFIGS / "slice.yaml"),
+                    f"--data.data_dir={real_data_dir}", f"--trainer.default_root_dir={tmp_path}",
+                    "--trainer.max_epochs=2", "--trainer.limit_train_batches=4",
+                    "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
+                    "--trainer.enable_progress_bar=false"])
+    assert cli.datamodule.hparams.batch_size == 128 and cli.trainer.precision == "bf16-mixed"
+    scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
+    assert {"route/block1/balance", "route/block3/balance", "val/acc"} <= scalars.keys()
+    lrs = [v for _, v in scalars["lr-SGD"]]
+    assert len(lrs) == 8 and lrs[-2:] == pytest.approx([0.2 / 25 / 4] * 2)  # the held quarter
+
+
 def test_augment_block_on_the_command_line_and_in_print_config(synthetic_data_dir, capsys):
     base = ["--config", str(CONFIGS / "quickstart.yaml"), f"--data.data_dir={synthetic_data_dir}",
             "--data.augment.flip_p", "0.3", "--data.augment.hue=0.05"]
