@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -202,7 +203,9 @@ def test_killed_study_resumes_without_redoing_finished_runs(synthetic_data_dir, 
     stale.write_text("left by the killed run")
     kept = (first.stat().st_mtime_ns, first.read_bytes())
     assert main([str(path)]) == 0
-    assert "1 of 2 runs already done, 1 to run" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 of 2 runs already done, 1 to run" in printed
+    assert re.search(r"^ran 1 run in \d+\.\d min \(1 at a time\)$", printed, re.M), printed
     assert (first.stat().st_mtime_ns, first.read_bytes()) == kept
     assert not stale.exists()  # the half-finished folder was wiped and run again
     assert (stale.parent / "result.json").is_file()

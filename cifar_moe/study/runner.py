@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +145,14 @@ def run_study(study: Study, jobs: int = 1, rows: list[Row] | None = None) -> int
             failed.extend([run] if error else [])
             print(f"{label}: {_describe(run, error)}", flush=True)
 
-    pool = ThreadPoolExecutor(max_workers=jobs)
+    start, pool = time.perf_counter(), ThreadPoolExecutor(max_workers=jobs)
     try:
         for future in [pool.submit(one, i, run) for i, run in enumerate(todo, 1)]:
             future.result()
     finally:
         # On Ctrl-C start nothing new; the running children got the same SIGINT.
         pool.shutdown(wait=True, cancel_futures=True)
+    # The study's budget is wall time: this line measures it (for the runs it ran).
+    print(f"ran {total} run{'s' * (total != 1)} in {(time.perf_counter() - start) / 60:.1f} min "
+          f"({jobs} at a time)", flush=True)
     return len(failed)
