@@ -172,6 +172,7 @@ def test_failing_row_is_one_line_and_the_study_goes_on(finished_study):
 def test_rerun_keeps_finished_runs_and_retries_failed_ones(finished_study, capsys):
     path, out, _ = finished_study
     done = sorted((out / "runs").glob("*/seed0/result.json"))
+    assert all((p.parent / "inputs.json").is_file() for p in done)  # compared on resume
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in done}
     failed_log = out / "runs" / "broken" / "seed0" / "stderr.log"
     old_log = failed_log.stat().st_mtime_ns

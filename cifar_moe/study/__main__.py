@@ -25,7 +25,9 @@ subprocess (``cifar_moe.study.child``) with its own folder ``<out>/runs/<row>/se
 A run that crashes is recorded as failed with its one-line error; the study goes on.
 
 Resume: running the same command again never redoes a run that has ``result.json``;
-half-finished runs (after a kill) and failed runs are wiped and run again.
+half-finished runs (after a kill) and failed runs are wiped and run again. A finished run
+whose recipe files or overrides changed since (``inputs.json`` in its folder) stops the
+study with one line instead of being kept beside runs of the new recipe.
 
 Outputs in ``<out>``: ``results.json`` (every number of every run, row aggregates),
 ``results.md`` (tables), ``curves.png`` (val acc per epoch per row). Exit status: 0 when
@@ -37,7 +39,7 @@ import sys
 
 from cifar_moe.errors import UserError
 from cifar_moe.study.report import render
-from cifar_moe.study.runner import pick_rows, run_study, settle_extra_args
+from cifar_moe.study.runner import check_finished_runs, pick_rows, run_study, settle_extra_args
 from cifar_moe.study.spec import load_study
 
 
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         if extra != opts.extra:  # --render alone: the args recorded by the run
             study = load_study(opts.study, opts.out, extra)
             rows = pick_rows(study, opts.rows)
+        if not opts.render:  # after the --arg check, whose message is the more exact one
+            check_finished_runs(study, rows)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cifar_moe.errors import UserError
 from cifar_moe.study.child import write_json_atomic
+from cifar_moe.study.inputs import INPUTS, recorded_inputs, run_inputs, what_changed
 from cifar_moe.study.spec import Row, Study
 
 RESULT, ERROR, STDOUT, STDERR = "result.json", "error.json", "stdout.log", "stderr.log"
@@ -63,6 +64,29 @@ def plan(study: Study) -> list[Run]:
             for seed in seeds for row in study.rows if seed in row.seeds]
 
 
+def inputs_of(study: Study, run: Run) -> dict:
+    """What ``run`` is made from now (compared with what a finished run recorded)."""
+    return run_inputs(run.row.configs, study.data, [*study.args, *run.row.args], run.seed)
+
+
+def check_finished_runs(study: Study, rows: list[Row]) -> None:
+    """Refuse to resume when a finished run of ``rows`` was made from other inputs: keeping
+    it would mix two recipes in one row."""
+    stale = []
+    for run in (run for run in plan(study) if run.row in rows):
+        recorded = recorded_inputs(run.folder)
+        if recorded is not None and (run.folder / RESULT).is_file():
+            changed = what_changed(recorded, inputs_of(study, run))
+            stale += [(run, changed)] if changed else []
+    if stale:
+        run, changed = stale[0]
+        raise UserError(
+            f"{len(stale)} finished run{'s' * (len(stale) != 1)} in {study.out} "
+            f"{'were' if len(stale) != 1 else 'was'} made from other inputs "
+            f"({run.row.name}, seed {run.seed}: {changed}); give another --out, or move "
+            "those run folders away to run them again")
+
+
 def child_command(study: Study, run: Run, threads: int | None) -> list[str]:
     """The child's full argv: configs first (later args override them), forced flags last."""
     thread_args = ["--threads", str(threads)] if threads else []
@@ -96,6 +120,7 @@ def execute(study: Study, run: Run, threads: int | None) -> dict | None:
     if run.folder.exists():
         shutil.rmtree(run.folder)
     run.folder.mkdir(parents=True)
+    write_json_atomic(run.folder / INPUTS, inputs_of(study, run))
     cmd = child_command(study, run, threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     with open(run.folder / STDOUT, "w") as out, open(run.folder / STDERR, "w") as err:

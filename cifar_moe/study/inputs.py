@@ -1,0 +1,89 @@
+"""What a study run was made from, so that a resumed study never keeps a stale run.
+
+A finished run is never redone. If a recipe file changed since (a new learning rate in
+``configs/slice.yaml``, a new width in the preset it names), keeping that run would put
+numbers of two recipes in one row. So each run folder records its inputs (``inputs.json``):
+the content hash of every config file, with the YAML files those name (``model.net:
+../cifar_moe/models/presets/slice.yaml``), and the run's overrides. Paths are not compared,
+only content, so a study still resumes from another clone or folder; ``data_dir`` is not
+compared either, for the same reason. Code is not covered: a changed default in the package
+is not seen here.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+INPUTS = "inputs.json"
+"""In a run's folder: what the run was made from (written before it starts)."""
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader knows it: relative to the current folder when it is under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _named_files(config: Path) -> list[Path]:
+    """YAML files that a config names by a string value (resolved against its folder)."""
+    try:
+        tree = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return []  # the run itself reports an unreadable config, in one line
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and node.endswith((".yaml", ".yml")):
+            candidate = config.parent / node
+            if candidate.is_file():
+                found.append(candidate)
+    return found
+
+
+def config_hashes(configs: list[Path]) -> list[list[str]]:
+    """``[shown path, sha256]`` for each config and, after it, each YAML file it names."""
+    pairs, pending, seen = [], list(configs), set()
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in seen or not path.is_file():
+            continue
+        seen.add(path.resolve())
+        pairs.append([_shown(path), hashlib.sha256(path.read_bytes()).hexdigest()])
+        pending[:0] = _named_files(path)
+    return pairs
+
+
+def run_inputs(configs: list[Path], data: dict, args: list[str], seed: int) -> dict:
+    """A run's inputs: config contents, the study's data settings (but ``data_dir``), the
+    study's and the row's overrides, and the seed."""
+    return {"configs": config_hashes(configs),
+            "data": {key: value for key, value in data.items() if key != "data_dir"},
+            "args": list(args), "seed": seed}
+
+
+def what_changed(recorded: dict, now: dict) -> str | None:
+    """None when ``now`` matches the recorded inputs, else what differs, in a few words."""
+    old_files, new_files = recorded.get("configs", []), now["configs"]
+    for (_, old_hash), (name, new_hash) in zip(old_files, new_files, strict=False):
+        if old_hash != new_hash:
+            return f"{name} changed"
+    if len(old_files) != len(new_files):
+        return "its list of config files changed"
+    for key in ("data", "args", "seed"):
+        if recorded.get(key) != now[key]:
+            return f"its {'data settings' if key == 'data' else key} changed"
+    return None
+
+
+def recorded_inputs(folder: Path) -> dict | None:
+    """The inputs a run folder recorded; None for runs made before they were recorded."""
+    path = folder / INPUTS
+    return json.loads(path.read_text()) if path.is_file() else None

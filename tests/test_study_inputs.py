@@ -1,0 +1,116 @@
+"""A resumed study never keeps a run made from other inputs: recipe files (and the YAML
+files they name), overrides and seed are recorded per run and compared on resume."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifar_moe.errors import UserError
+from cifar_moe.study.__main__ import main
+from cifar_moe.study.inputs import INPUTS
+from cifar_moe.study.runner import RESULT, check_finished_runs, inputs_of, plan
+from cifar_moe.study.spec import load_study
+
+PRESET = "class_path: cifar_moe.models.MoENet\ninit_args: {widths: [8, 8], num_experts: 2}\n"
+RECIPE = "trainer: {max_epochs: 2}\nmodel:\n  net: presets/tiny.yaml\n"
+
+
+def _project(root: Path) -> Path:
+    """A study folder with a recipe naming a preset; returns the study YAML."""
+    (root / "configs" / "presets").mkdir(parents=True)
+    (root / "configs" / "presets" / "tiny.yaml").write_text(PRESET)
+    (root / "configs" / "recipe.yaml").write_text(RECIPE)
+    spec = {"data": {"data_dir": str(root / "data"), "val_size": 40}, "seeds": [0, 1],
+            "out": "out", "args": ["--trainer.limit_train_batches=3"],
+            "rows": [{"name": "recipe", "configs": ["configs/recipe.yaml"]}]}
+    (root / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root / "study.yaml"
+
+
+def _finish_seed0(study_path: Path) -> None:
+    """Record seed 0 as finished, with the inputs the runner writes before a run."""
+    study = load_study(study_path)
+    run = plan(study)[0]
+    run.folder.mkdir(parents=True)
+    (run.folder / INPUTS).write_text(json.dumps(inputs_of(study, run)))
+    (run.folder / RESULT).write_text("{}")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative study paths resolve against the current folder
+    path = _project(tmp_path)
+    _finish_seed0(path)
+    return path
+
+
+def _refusal(path: Path, capsys) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([str(path)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and "\n" not in err
+    return err
+
+
+def test_unchanged_inputs_resume(project):
+    study = load_study(project)
+    check_finished_runs(study, study.rows)  # no error: seed 0 is kept, seed 1 would run
+    recorded = json.loads((plan(study)[0].folder / INPUTS).read_text())
+    assert [name for name, _ in recorded["configs"]] == [
+        "configs/recipe.yaml", "configs/presets/tiny.yaml"]
+    assert recorded["data"] == {"val_size": 40} and recorded["seed"] == 0
+
+
+def test_changed_recipe_file_stops_the_study_in_one_line(project, capsys):
+    recipe = project.parent / "configs" / "recipe.yaml"
+    recipe.write_text(RECIPE.replace("max_epochs: 2", "max_epochs: 3"))
+    out = project.parent / "out"
+    assert _refusal(project, capsys) == (
+        f"error: 1 finished run in {out} was made from other inputs (recipe, seed 0: "
+        "configs/recipe.yaml changed); give another --out, or move those run folders away "
+        "to run them again")
+    assert not (out / "runs" / "recipe" / "seed1").exists()  # nothing ran
+    assert (out / "runs" / "recipe" / "seed0" / RESULT).is_file()  # nothing was lost
+
+
+def test_a_changed_preset_named_by_the_recipe_is_seen(project, capsys):
+    preset = project.parent / "configs" / "presets" / "tiny.yaml"
+    preset.write_text(PRESET.replace("num_experts: 2", "num_experts: 4"))
+    assert "(recipe, seed 0: configs/presets/tiny.yaml changed)" in _refusal(project, capsys)
+
+
+def test_changed_overrides_or_data_settings_are_seen(project, capsys):
+    spec = yaml.safe_load(project.read_text())
+    spec["args"] = ["--trainer.limit_train_batches=4"]
+    project.write_text(yaml.safe_dump(spec))
+    assert "(recipe, seed 0: its args changed)" in _refusal(project, capsys)
+    spec["args"], spec["data"]["val_size"] = ["--trainer.limit_train_batches=3"], 50
+    project.write_text(yaml.safe_dump(spec))
+    assert "(recipe, seed 0: its data settings changed)" in _refusal(project, capsys)
+
+
+def test_the_same_study_in_another_folder_resumes(project, tmp_path, monkeypatch):
+    moved = tmp_path / "clone"
+    shutil.copytree(project.parent, moved)  # paths differ, contents do not
+    monkeypatch.chdir(moved)
+    study = load_study(moved / "study.yaml")
+    check_finished_runs(study, study.rows)
+
+
+def test_runs_from_before_inputs_were_recorded_are_kept(project):
+    study = load_study(project)
+    (plan(study)[0].folder / INPUTS).unlink()
+    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE + "# edited\n")
+    check_finished_runs(study, study.rows)  # nothing to compare against
+
+
+def test_check_covers_only_the_rows_being_run(project):
+    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE + "# edited\n")
+    study = load_study(project)
+    with pytest.raises(UserError):
+        check_finished_runs(study, study.rows)
+    check_finished_runs(study, [])  # --row for other rows leaves this one alone
