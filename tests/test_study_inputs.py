@@ -101,15 +101,23 @@ def test_the_same_study_in_another_folder_resumes(project, tmp_path, monkeypatch
     check_finished_runs(study, study.rows)
 
 
+def test_comments_and_layout_are_not_changes(project):
+    recipe = project.parent / "configs" / "recipe.yaml"
+    recipe.write_text("# why the recipe is what it is\n" + RECIPE.replace("{max_epochs: 2}",
+                                                                            "\n  max_epochs: 2"))
+    study = load_study(project)
+    check_finished_runs(study, study.rows)
+
+
 def test_runs_from_before_inputs_were_recorded_are_kept(project):
     study = load_study(project)
     (plan(study)[0].folder / INPUTS).unlink()
-    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE + "# edited\n")
+    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE.replace("2", "5"))
     check_finished_runs(study, study.rows)  # nothing to compare against
 
 
 def test_check_covers_only_the_rows_being_run(project):
-    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE + "# edited\n")
+    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE.replace("2", "5"))
     study = load_study(project)
     with pytest.raises(UserError):
         check_finished_runs(study, study.rows)

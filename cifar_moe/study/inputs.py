@@ -3,11 +3,11 @@
 A finished run is never redone. If a recipe file changed since (a new learning rate in
 ``configs/slice.yaml``, a new width in the preset it names), keeping that run would put
 numbers of two recipes in one row. So each run folder records its inputs (``inputs.json``):
-the content hash of every config file, with the YAML files those name (``model.net:
-../cifar_moe/models/presets/slice.yaml``), and the run's overrides. Paths are not compared,
-only content, so a study still resumes from another clone or folder; ``data_dir`` is not
-compared either, for the same reason. Code is not covered: a changed default in the package
-is not seen here.
+the hash of every config file's parsed content (comments and layout do not count), with the
+YAML files those name (``model.net: ../cifar_moe/models/presets/slice.yaml``), and the run's
+overrides. Paths are not compared, only content, so a study still resumes from another
+clone or folder; ``data_dir`` is not compared either, for the same reason. Code is not
+covered: a changed default in the package is not seen here.
 """
 
 import hashlib
@@ -48,6 +48,15 @@ def _named_files(config: Path) -> list[Path]:
     return found
 
 
+def _content_hash(path: Path) -> str:
+    """sha256 of the parsed YAML, so that comments and layout do not count as changes."""
+    try:
+        content = json.dumps(yaml.safe_load(path.read_text()), sort_keys=True, default=str)
+    except (OSError, yaml.YAMLError):
+        content = path.read_bytes().hex()  # unreadable as YAML: its bytes
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 def config_hashes(configs: list[Path]) -> list[list[str]]:
     """``[shown path, sha256]`` for each config and, after it, each YAML file it names."""
     pairs, pending, seen = [], list(configs), set()
@@ -56,7 +65,7 @@ def config_hashes(configs: list[Path]) -> list[list[str]]:
         if path.resolve() in seen or not path.is_file():
             continue
         seen.add(path.resolve())
-        pairs.append([_shown(path), hashlib.sha256(path.read_bytes()).hexdigest()])
+        pairs.append([_shown(path), _content_hash(path)])
         pending[:0] = _named_files(path)
     return pairs
 
