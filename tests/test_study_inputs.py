@@ -109,9 +109,14 @@ def test_comments_and_layout_are_not_changes(project):
     check_finished_runs(study, study.rows)
 
 
-def test_runs_from_before_inputs_were_recorded_are_kept(project):
+@pytest.mark.parametrize("record", [None, "{not json", "[]"])
+def test_runs_without_a_readable_record_are_kept(project, record):
     study = load_study(project)
-    (plan(study)[0].folder / INPUTS).unlink()
+    path = plan(study)[0].folder / INPUTS
+    if record is None:
+        path.unlink()  # a run made before inputs were recorded
+    else:
+        path.write_text(record)
     (project.parent / "configs" / "recipe.yaml").write_text(RECIPE.replace("2", "5"))
     check_finished_runs(study, study.rows)  # nothing to compare against
 

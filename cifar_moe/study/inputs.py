@@ -93,6 +93,10 @@ def what_changed(recorded: dict, now: dict) -> str | None:
 
 
 def recorded_inputs(folder: Path) -> dict | None:
-    """The inputs a run folder recorded; None for runs made before they were recorded."""
-    path = folder / INPUTS
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The inputs a run folder recorded; None for runs made before they were recorded (or
+    an unreadable record: nothing to compare against, as for those)."""
+    try:
+        recorded = json.loads((folder / INPUTS).read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
