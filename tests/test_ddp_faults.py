@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from interruptible import sigint_as_in_a_terminal
 from tiny_run import TINY_NET
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,8 @@ def _start_ddp_fit(data_dir: Path, root: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     # Its own process group, as a terminal's foreground job: Ctrl-C reaches both ranks.
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)
 
 
 def _rank1_after_first_epoch(rank0: subprocess.Popen, folder: Path) -> int:

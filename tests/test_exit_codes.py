@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from interruptible import sigint_as_in_a_terminal
 
 from tests.test_reliability import _args
 
@@ -19,7 +20,8 @@ CONSOLE_SCRIPT = "import sys; from cifar_moe.cli import main; sys.exit(main())"
 def _start(code: str, args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=sigint_as_in_a_terminal)
 
 
 def test_console_script_points_at_main():
