@@ -28,12 +28,20 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _named_files(config: Path) -> list[Path]:
-    """YAML files that a config names by a string value (resolved against its folder)."""
+_NOT_YAML = object()
+
+
+def _parsed(path: Path) -> object:
+    """The YAML's content; ``_NOT_YAML`` when it cannot be read as YAML (the run itself then
+    says so, in one line)."""
     try:
-        tree = yaml.safe_load(config.read_text())
+        return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        return []  # the run itself reports an unreadable config, in one line
+        return _NOT_YAML
+
+
+def _named_files(config: Path, tree: object) -> list[Path]:
+    """YAML files that a config names by a string value (resolved against its folder)."""
     found, stack = [], [tree]
     while stack:
         node = stack.pop()
@@ -48,25 +56,21 @@ def _named_files(config: Path) -> list[Path]:
     return found
 
 
-def _content_hash(path: Path) -> str:
-    """sha256 of the parsed YAML, so that comments and layout do not count as changes."""
-    try:
-        content = json.dumps(yaml.safe_load(path.read_text()), sort_keys=True, default=str)
-    except (OSError, yaml.YAMLError):
-        content = path.read_bytes().hex()  # unreadable as YAML: its bytes
-    return hashlib.sha256(content.encode()).hexdigest()
-
-
 def config_hashes(configs: list[Path]) -> list[list[str]]:
-    """``[shown path, sha256]`` for each config and, after it, each YAML file it names."""
+    """``[shown path, sha256]`` for each config and, after it, each YAML file it names. The
+    hash is of the parsed content, so comments and layout do not count as changes; a file
+    that is not YAML is hashed by its bytes."""
     pairs, pending, seen = [], list(configs), set()
     while pending:
         path = pending.pop(0)
         if path.resolve() in seen or not path.is_file():
             continue
         seen.add(path.resolve())
-        pairs.append([_shown(path), _content_hash(path)])
-        pending[:0] = _named_files(path)
+        tree = _parsed(path)
+        content = (path.read_bytes().hex() if tree is _NOT_YAML
+                   else json.dumps(tree, sort_keys=True, default=str))
+        pairs.append([_shown(path), hashlib.sha256(content.encode()).hexdigest()])
+        pending[:0] = _named_files(path, tree)
     return pairs
 
 
