@@ -17,6 +17,8 @@ import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from cifar_moe.atomic_files import atomic_write_text
+
 LAUNCH_FILE = "launch.yaml"
 """Written beside ``config.yaml`` by ``fit``: the folder the run was started from."""
 
@@ -79,4 +81,4 @@ class RunConfigSaver(SaveConfigCallback):
             return
         record = {"cwd": os.getcwd(),
                   "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-        Path(self.run_dir, LAUNCH_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
+        atomic_write_text(Path(self.run_dir, LAUNCH_FILE), yaml.safe_dump(record, sort_keys=False))

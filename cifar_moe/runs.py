@@ -1,6 +1,7 @@
 """Finding and reading finished runs under ``lightning_logs/``: for notebooks and tests."""
 
 import json
+import pickle
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -25,7 +26,9 @@ def logs_root(start: str | Path | None = None) -> Path:
 def latest_run(root: str | Path = "lightning_logs", with_checkpoint: bool = False) -> Path:
     """The newest ``version_N`` folder below ``root`` (by N); with ``with_checkpoint`` the
     newest that holds a checkpoint (a ``predict`` without ``--ckpt_path`` makes none)."""
-    runs = sorted(Path(root).glob("version_*"), key=lambda p: int(p.name.split("_")[-1]))
+    # Only Lightning's own names: a copy such as version_3_old is not a run of this series.
+    runs = sorted((p for p in Path(root).glob("version_*") if p.name[8:].isdigit()),
+                  key=lambda p: int(p.name[8:]))
     if with_checkpoint:
         runs = [r for r in runs if any((r / "checkpoints").glob("*.ckpt"))]
     if not runs:
@@ -35,15 +38,47 @@ def latest_run(root: str | Path = "lightning_logs", with_checkpoint: bool = Fals
 
 
 def best_checkpoint(run_dir: str | Path) -> Path:
-    """The best-``val/acc`` checkpoint a run kept (``best-*.ckpt``), else ``last.ckpt``."""
+    """The best-``val/acc`` checkpoint a run kept (``best-*.ckpt``), else ``last.ckpt``.
+
+    With ``--checkpoint.save_top_k`` above 1 there are several ``best-*`` files; the one the
+    checkpoint callback recorded as best is returned, not the latest epoch.
+    """
     ckpts = Path(run_dir) / "checkpoints"
     best = sorted(ckpts.glob("best-*.ckpt"))
+    if len(best) > 1:
+        recorded = _recorded_best(ckpts)
+        if recorded is not None:
+            return recorded
     if best:
         return best[-1]
     last = ckpts / "last.ckpt"
     if last.is_file():
         return last
     raise FileNotFoundError(f"no checkpoint in {ckpts}")
+
+
+def _recorded_best(ckpts: Path) -> Path | None:
+    """The best path that the monitoring checkpoint callback recorded (its state is saved
+    with each file): read from ``last.ckpt``, written after the best ones every epoch, else
+    from the newest file; None where none is recorded."""
+    import torch
+
+    source = ckpts / "last.ckpt"
+    if not source.is_file():
+        source = max(ckpts.glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+    try:
+        callbacks = torch.load(source, map_location="cpu", weights_only=False)["callbacks"]
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
+        return None  # a cut-off or foreign file: fall back to the file names
+    if not isinstance(callbacks, dict):
+        return None
+    for state in callbacks.values():  # keyed by class name and settings: EpochCheckpoint{...}
+        if isinstance(state, dict) and state.get("monitor") and state.get("best_model_path"):
+            # Recorded as an absolute path of the machine that trained; the name is enough.
+            named = ckpts / Path(state["best_model_path"]).name
+            if named.is_file():
+                return named
+    return None
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:

@@ -1,10 +1,13 @@
-"""Checkpoint files survive kills and full disks; last.ckpt is every epoch; never non-finite."""
+"""Checkpoint files (and the study's records) survive kills and full disks; last.ckpt is every
+epoch; never non-finite."""
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,6 +88,33 @@ def test_atomic_save_failure_leaves_old_file_and_no_partial(tmp_path, monkeypatc
         AtomicCheckpointIO().save_checkpoint({"v": torch.zeros(3)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["v"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_study_records_are_atomic_and_two_writers_do_not_collide(tmp_path, monkeypatch):
+    from cifar_moe.study.child import write_json_atomic
+
+    target = tmp_path / "results.json"
+    write_json_atomic(target, {"v": 1})
+    names = []
+    real_mkstemp = tempfile.mkstemp
+
+    def recorded_mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        names.append(name)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", recorded_mkstemp)
+    write_json_atomic(target, {"v": 2})
+    write_json_atomic(target, {"v": 3})
+    assert len(set(names)) == 2  # a render beside a study's own render gets its own file
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        write_json_atomic(target, {"v": 4})
+    assert json.loads(target.read_text()) == {"v": 3}  # the old record is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
 def test_stale_partials_of_dead_writers_are_removed(tmp_path):

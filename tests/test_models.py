@@ -234,6 +234,7 @@ def test_routed_blocks_route_only_those_blocks():
         ({"widths": []}, "widths"),
         ({"pool_after": [6]}, "pool_after"),
         ({"pool_after": [-1]}, "pool_after"),
+        ({"widths": [8] * 6, "pool_after": [0, 1, 2, 3, 4, 5]}, "pool_after"),  # 32 -> 0
         ({"block": "dense"}, "block"),
         ({"impl": "fast"}, "impl"),
         ({"block_dropout": 1.0}, "block_dropout"),

@@ -82,6 +82,12 @@ BEFORE_TRAINING = {  # case: (extra arguments given the tmp_path, text the line 
                               "init_args.hold is 1.0"),
     "unknown scheduler key": (lambda t: ["--model.scheduler.init_args.max_lrr=3"], "'max_lrr'"),
     "empty config": (lambda t: [f"--config={t / 'empty.yaml'}"], "empty.yaml is empty"),
+    "broken YAML config": (lambda t: [f"--config={t / 'broken.yaml'}"],
+                           "broken.yaml is not valid YAML at line 2"),
+    "binary config": (lambda t: [f"--config={t / 'binary.yaml'}"], "binary.yaml is not a text"),
+    # torch's own check of OneCycleLR's settings, at the start of fit (a traceback before).
+    "scheduler pct_start": (lambda t: ["--model.scheduler.init_args.pct_start=25"],
+                            "model.scheduler (OneCycleLR): Expected float between 0 and 1"),
 }
 if not torch.cuda.is_available():
     BEFORE_TRAINING["gpu without a GPU"] = (lambda t: ["--trainer.accelerator=gpu"],
@@ -91,6 +97,8 @@ if not torch.cuda.is_available():
 @pytest.mark.parametrize("case", list(BEFORE_TRAINING))
 def test_mistakes_are_one_line_before_training(case, synthetic_data_dir, tmp_path, capsys):
     (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    (tmp_path / "broken.yaml").write_text("trainer:\n\tmax_epochs: 2\n")  # a tab indent
+    (tmp_path / "binary.yaml").write_bytes(b"\x80\xff\x00 not text")
     make_extra, expected = BEFORE_TRAINING[case]
     with pytest.raises(SystemExit) as info:
         cli_main(_args(synthetic_data_dir, tmp_path / "runs", *make_extra(tmp_path)))

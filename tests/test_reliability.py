@@ -165,7 +165,14 @@ def test_checkpoint_of_another_network_is_refused(synthetic_data_dir, tmp_path, 
     with pytest.raises(SystemExit):
         cli_main(_args(synthetic_data_dir, tmp_path, "--model.net.init_args.num_experts=3",
                        f"--ckpt_path={ckpt}"))
-    assert "holds a" in capsys.readouterr().err.splitlines()[-1]
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert "holds another network than the config asks for (num_experts: 2 -> 3)" in line
+    # A checkpoint from before a network setting existed (saved without it) still loads.
+    saved = torch.load(ckpt, weights_only=False)
+    del saved["hyper_parameters"]["net"]["init_args"]["expert_init_spread"]
+    older = tmp_path / "older.ckpt"
+    torch.save(saved, older)
+    cli_main(["test", *_args(synthetic_data_dir, tmp_path / "eval")[1:], f"--ckpt_path={older}"])
 
 
 def test_epoch_shards_are_disjoint_and_cover_under_ddp():

@@ -1,5 +1,6 @@
 """A resumed study never keeps a run made from other inputs: recipe files (and the YAML
-files they name), overrides and seed are recorded per run and compared on resume."""
+files they name), overrides, data files and seed are recorded per run and compared on resume;
+the --arg list holds a folder once a run has finished."""
 
 import json
 import shutil
@@ -11,7 +12,14 @@ import yaml
 from cifar_moe.errors import UserError
 from cifar_moe.study.__main__ import main
 from cifar_moe.study.inputs import INPUTS
-from cifar_moe.study.runner import RESULT, check_finished_runs, inputs_of, plan
+from cifar_moe.study.runner import (
+    EXTRA_ARGS,
+    RESULT,
+    check_finished_runs,
+    inputs_of,
+    plan,
+    settle_extra_args,
+)
 from cifar_moe.study.spec import load_study
 
 PRESET = "class_path: cifar_moe.models.MoENet\ninit_args: {widths: [8, 8], num_experts: 2}\n"
@@ -127,3 +135,31 @@ def test_check_covers_only_the_rows_being_run(project):
     with pytest.raises(UserError):
         check_finished_runs(study, study.rows)
     check_finished_runs(study, [])  # --row for other rows leaves this one alone
+
+
+def test_other_data_in_the_same_data_dir_is_seen(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    batches = tmp_path / "data" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    (batches / "data_batch_1").write_bytes(b"the slice's images")
+    path = _project(tmp_path)
+    _finish_seed0(path)
+    study = load_study(path)
+    check_finished_runs(study, study.rows)  # same files: resumes
+    (batches / "data_batch_1").write_bytes(b"the full CIFAR-10's images")  # same path
+    assert "(recipe, seed 0: the files in its data_dir changed)" in _refusal(path, capsys)
+
+
+def test_a_mistyped_arg_is_corrected_until_a_run_finishes(tmp_path):
+    out = tmp_path / "out"
+    assert settle_extra_args(out, ["--trainer.max_epoch=3"], render=False)  # every run fails
+    fixed = ["--trainer.max_epochs=3"]
+    assert settle_extra_args(out, fixed, render=False) == fixed  # no finished run: accepted
+    assert settle_extra_args(out, [], render=True) == fixed  # --render lists the new one
+    (out / "runs" / "row" / "seed0").mkdir(parents=True)
+    (out / "runs" / "row" / "seed0" / RESULT).write_text("{}")
+    with pytest.raises(UserError, match=r"were made with --trainer\.max_epochs=3"):
+        settle_extra_args(out, ["--trainer.max_epochs=4"], render=False)
+    (out / EXTRA_ARGS).write_text("{not json")
+    with pytest.raises(UserError, match=r"extra_args\.json is unreadable; delete it"):
+        settle_extra_args(out, fixed, render=False)

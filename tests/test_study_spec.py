@@ -22,6 +22,8 @@ BAD = {
     "empty rows": ({"data": {}, "seeds": [0], "rows": []}, "rows: expected a non-empty list"),
     "unknown key": ({"data": {}, "seed": [0], "rows": [GOOD_ROW]}, "unknown key 'seed'"),
     "no seeds": ({"data": {}, "seeds": [], "rows": [GOOD_ROW]}, "seeds: expected"),
+    "negative seed": ({"data": {}, "seeds": [-1], "rows": [GOOD_ROW]}, "from 0 to 2**32 - 1"),
+    "seed too large": ({"data": {}, "seeds": [2**32], "rows": [GOOD_ROW]}, "from 0 to"),
     "missing config": ({"data": {}, "seeds": [0], "rows": [{"name": "a", "configs": [
         "configs/nope.yaml"]}]}, "rows[0] configs: configs/nope.yaml not found"),
     "duplicate names": ({"data": {}, "seeds": [0], "rows": [GOOD_ROW, {
@@ -48,7 +50,9 @@ def test_bad_study_yaml_is_one_line(case, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("data: [unclosed\n", "not valid YAML"), ("- just a list\n", "expected a mapping")])
+    ("data: [unclosed\n", "not valid YAML"), ("- just a list\n", "expected a mapping"),
+    ("data: {}\nseeds: [0]\nout: 5\nrows: [{name: a, configs: [x.yaml]}]\n",
+     "out: expected a folder path")])
 def test_unreadable_study_yaml_is_one_line(text, expected, tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text(text)

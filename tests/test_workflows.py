@@ -3,6 +3,7 @@ setting, a readable --help, run helpers for notebooks, and the torchmetrics conf
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from cifar_moe.constants import CIFAR10_CLASSES
 from cifar_moe.plots import confusion_figure
 from cifar_moe.run_folder import LAUNCH_FILE
 from cifar_moe.runs import (
+    best_checkpoint,
     latest_run,
     launch_dir,
     logs_root,
@@ -179,6 +181,7 @@ def test_newest_run_with_a_checkpoint_and_its_paths(tmp_path):
         (logs / f"version_{n}" / "checkpoints").mkdir(parents=True)
         if has_ckpt:
             (logs / f"version_{n}" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (logs / "version_3_old").mkdir()  # a copy a user made: not a run of this series
     assert latest_run(logs).name == "version_2"
     assert latest_run(logs, with_checkpoint=True).name == "version_1"
     run = logs / "version_1"
@@ -187,6 +190,26 @@ def test_newest_run_with_a_checkpoint_and_its_paths(tmp_path):
     assert str(resolve_run_path(run, "data")) == "/somewhere/else/data"
     assert str(resolve_run_path(run, "/abs/data")) == "/abs/data"
     assert study_results(tmp_path / "missing.json") is None
+
+
+@pytest.mark.slow
+def test_best_checkpoint_is_the_recorded_best_when_several_are_kept(synthetic_data_dir,
+                                                                   tmp_path):
+    cli, run, best = tiny_fit(tmp_path, synthetic_data_dir, "--checkpoint.save_top_k=-1",
+                              "--seed_everything=2", epochs=4)  # here best-002, not 003
+    kept = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    (callback,) = [c for c in cli.trainer.checkpoint_callbacks if c.monitor]
+    scores = {Path(p).name: float(v) for p, v in callback.best_k_models.items()}
+    assert len(kept) == 4
+    assert best.name == max(scores, key=scores.get) == Path(callback.best_model_path).name
+    # Whatever this machine's run scored: the file the callback recorded, not the newest.
+    last = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    for state in saved["callbacks"].values():
+        if isinstance(state, dict) and state.get("monitor"):
+            state["best_model_path"] = f"/another/machine/{kept[0].name}"
+    torch.save(saved, last)
+    assert best_checkpoint(run) == kept[0]
 
 
 def test_confusion_figure_is_torchmetrics_plot_with_names_and_counts():

@@ -155,6 +155,8 @@ def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dr
          "use positive channel counts"),
         (all(0 <= i < len(widths) for i in pool_after), "pool_after", pool_after,
          f"use block indices 0..{len(widths) - 1}"),
+        (len(set(pool_after)) <= 5, "pool_after", pool_after,
+         "use at most 5 blocks: each 2x2 max-pool halves the 32x32 image"),
         (reduction >= 1, "reduction", reduction, "use 1 or more"),
         (router_tau > 0, "router_tau", router_tau, "use a temperature above 0"),
         (router_aux_weight >= 0, "router_aux_weight", router_aux_weight, "use 0 (off) or more"),

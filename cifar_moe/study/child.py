@@ -15,14 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+from cifar_moe.atomic_files import atomic_write_text
+
 RECORDER = "cifar_moe.study.recorder.RunRecorder"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write JSON so that ``path`` is whole or absent (temporary file, fsync, rename)."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

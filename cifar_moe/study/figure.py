@@ -1,7 +1,8 @@
 """``curves.png``: validation accuracy per epoch, one mean line and min-max band per row."""
 
-import os
 from pathlib import Path
+
+from cifar_moe.atomic_files import atomic_write
 
 
 def curves_figure(results: dict, path: Path) -> None:
@@ -36,6 +37,4 @@ def curves_figure(results: dict, path: Path) -> None:
     if drawn:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))

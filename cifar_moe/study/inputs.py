@@ -6,10 +6,12 @@ numbers of two recipes in one row. So each run folder records its inputs (``inpu
 the hash of every config file's parsed content (comments and layout do not count), with the
 YAML files those name (``model.net: ../cifar_moe/models/presets/slice.yaml``), and the run's
 overrides. Paths are not compared, only content, so a study still resumes from another
-clone or folder; ``data_dir`` is not compared either, for the same reason. Code is not
-covered: a changed default in the package is not seen here.
+clone or folder: for ``data_dir`` that content is a hash of its batch files, so another
+dataset there (the full CIFAR-10 in place of the slice) is a change. Code is not covered: a
+changed default in the package is not seen here.
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -74,11 +76,35 @@ def config_hashes(configs: list[Path]) -> list[list[str]]:
     return pairs
 
 
+def data_files_hash(data_dir: str) -> str | None:
+    """sha256 over the names and bytes of ``data_dir/cifar-10-batches-py``'s files; None
+    where that folder does not exist yet (a tarball not yet extracted)."""
+    folder = Path(data_dir) / "cifar-10-batches-py"
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    # Keyed by size and mtime too: the batch files are hashed once per process, not per run.
+    return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.cache
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in files:
+        digest.update(Path(name).name.encode() + b"\0")
+        with open(name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def run_inputs(configs: list[Path], data: dict, args: list[str], seed: int) -> dict:
-    """A run's inputs: config contents, the study's data settings (but ``data_dir``), the
-    study's and the row's overrides, and the seed."""
+    """A run's inputs: config contents, the study's data settings (``data_dir`` by the hash
+    of its files), the study's and the row's overrides, and the seed."""
+    data_dir = data.get("data_dir")
     return {"configs": config_hashes(configs),
             "data": {key: value for key, value in data.items() if key != "data_dir"},
+            "data_files": data_files_hash(str(data_dir)) if data_dir else None,
             "args": list(args), "seed": seed}
 
 
@@ -93,6 +119,11 @@ def what_changed(recorded: dict, now: dict) -> str | None:
     for key in ("data", "args", "seed"):
         if recorded.get(key) != now[key]:
             return f"its {'data settings' if key == 'data' else key} changed"
+    # Compared only where both are known: runs recorded before it, or before the tarball
+    # was extracted, have none.
+    if None not in (recorded.get("data_files"), now["data_files"]) and (
+            recorded["data_files"] != now["data_files"]):
+        return "the files in its data_dir changed"
     return None
 
 

@@ -6,10 +6,10 @@ It reads only the run folders, so it works on a half-finished study too.
 """
 
 import json
-import os
 import statistics
 from pathlib import Path
 
+from cifar_moe.atomic_files import atomic_write_text
 from cifar_moe.study.child import write_json_atomic
 from cifar_moe.study.runner import ERROR, RESULT, plan
 from cifar_moe.study.spec import Study
@@ -94,8 +94,6 @@ def render(study: Study) -> dict:
     results = collect(study)
     study.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(study.out / "results.json", results)
-    tmp = study.out / ".results.md.tmp"
-    tmp.write_text(markdown(results))
-    os.replace(tmp, study.out / "results.md")
+    atomic_write_text(study.out / "results.md", markdown(results))
     curves_figure(results, study.out / "curves.png")
     return results

@@ -39,10 +39,12 @@ def settle_extra_args(out: Path, given: list[str], render: bool) -> list[str]:
     """The ``--arg`` list to use for ``out``: the given one, or for ``--render`` without
     ``--arg`` the recorded one. Runs made with other args are never mixed into a folder."""
     path = out / EXTRA_ARGS
-    recorded = json.loads(path.read_text())["extra_args"] if path.is_file() else None
+    recorded = _recorded_extra_args(path)
     if render and not given:
         return recorded or []
-    if recorded is not None and recorded != given:
+    # Only finished runs hold the folder to its args: a mistyped --arg whose runs all failed
+    # is corrected by running again with the right one.
+    if recorded is not None and recorded != given and any(out.glob(f"runs/*/*/{RESULT}")):
         shown = " ".join(recorded) or "no --arg"
         raise UserError(f"the runs in {out} were made with {shown}; give the same --arg, "
                         "or another --out for a study with different args")
@@ -50,6 +52,20 @@ def settle_extra_args(out: Path, given: list[str], render: bool) -> list[str]:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"extra_args": given})
     return given
+
+
+def _recorded_extra_args(path: Path) -> list[str] | None:
+    """The recorded ``--arg`` list; None where there is none yet."""
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())["extra_args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not isinstance(recorded, list):
+        raise UserError(f"{path} is unreadable; delete it, then give the --arg list the "
+                        "study's runs were made with")
+    return recorded
 
 
 def run_folder(study: Study, row: Row, seed: int) -> Path:

@@ -62,6 +62,8 @@ def load_study(path: str | Path, out: str | Path | None = None,
         data["data_dir"] = str(Path(str(data["data_dir"])).resolve())
     seeds = _seeds(raw["seeds"], f"{where} seeds")
     default_out = Path("lightning_logs") / "studies" / path.stem
+    if not isinstance(raw.get("out") or "", str):
+        raise UserError(f"{where} out: expected a folder path, e.g. lightning_logs/studies/mine")
     out_dir = Path(out or raw.get("out") or default_out).resolve()
     args = _args(raw.get("args", []), f"{where} args") + _args(list(extra_args or []), "--arg")
     rows = _rows(raw["rows"], seeds, where)
@@ -101,10 +103,10 @@ def _mapping(value, where: str) -> dict:
 
 def _seeds(value, where: str) -> list[int]:
     ok = isinstance(value, list) and value and all(
-        isinstance(s, int) and not isinstance(s, bool) for s in value)
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 2**32 - 1 for s in value)
     if not ok or len(set(value)) != len(value):
-        raise UserError(f"{where}: expected a non-empty list of distinct integers, "
-                        "e.g. [0, 1, 2]")
+        raise UserError(f"{where}: expected a non-empty list of distinct integers from 0 to "
+                        "2**32 - 1 (the seeds Lightning accepts), e.g. [0, 1, 2]")
     return list(value)
 
 

@@ -84,8 +84,20 @@ def held_cycle_steps(run_steps: int, hold: float) -> int:
 def scheduler_config(factory, optimizer, trainer, saved: dict | None) -> dict:
     """Lightning's ``lr_scheduler`` entry for ``factory``, checked against the run.
 
-    ``saved`` is the scheduler state of the checkpoint being resumed, if any.
+    ``saved`` is the scheduler state of the checkpoint being resumed, if any. torch's own
+    rejection of a setting (``pct_start: 25``) becomes one line naming the scheduler.
     """
+    try:
+        return _scheduler_entry(factory, optimizer, trainer, saved)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as err:
+        name = getattr(factory_class(factory), "__name__", "the scheduler")
+        raise UserError(f"model.scheduler ({name}): {' '.join(str(err).split())}; fix "
+                        "model.scheduler.init_args") from None
+
+
+def _scheduler_entry(factory, optimizer, trainer, saved: dict | None) -> dict:
     target = factory_class(factory)
     keywords = getattr(factory, "keywords", {}) or {}
     if target is not None and issubclass(target, OneCycleLR):

@@ -3,14 +3,12 @@
 Lightning's own save writes a temporary file where fsspec puts it (often ``$TMPDIR``) and
 then moves it; across filesystems that move copies into the existing file, so a kill or a
 full disk mid-copy destroys the previous checkpoint. Here the temporary file lives in the
-destination folder, is fsynced, and replaces the target with one ``os.replace`` (atomic
-within a filesystem). Its name (``.<target>.<host>.<pid>.<random>.partial``) never matches
-``best-*.ckpt`` or ``last.ckpt``.
+destination folder, is fsynced, and replaces the target with one ``os.replace``
+(``cifar_moe.atomic_files``). Its name (``.<target>.<host>.<pid>.<random>.partial``) never
+matches ``best-*.ckpt`` or ``last.ckpt``.
 """
 
 import os
-import socket
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -19,9 +17,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-PARTIAL_SUFFIX = ".partial"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: the only way to read the umask is to set it
+from cifar_moe.atomic_files import PARTIAL_SUFFIX, atomic_write, host_name
+
 STALE_AFTER_S = 6 * 3600
 """A partial file this old is a leftover even when its writer's host is another machine."""
 
@@ -39,30 +36,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save(obj, path)`` so that a crash at any point leaves the old ``path`` intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.{_host()}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide checkpoints from a group
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(path.parent)  # the rename itself survives a power cut
-
-
-def _fsync_folder(folder: Path) -> None:
-    with suppress(OSError):  # not every filesystem lets a folder be opened or synced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    atomic_write(Path(path), lambda fh: torch.save(obj, fh))
 
 
 def remove_stale_partials(folder: str | Path) -> list[Path]:
@@ -81,15 +55,11 @@ def remove_stale_partials(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _host() -> str:
-    return socket.gethostname().replace(".", "-") or "host"
-
-
 def _writer_alive(path: Path) -> bool:
     # name: .<target>.<host>.<pid>.<random>.partial; the target may itself hold dots.
     parts = path.name[: -len(PARTIAL_SUFFIX)].split(".")
     host, pid = (parts[-3], parts[-2]) if len(parts) >= 4 else ("", "")
-    if host != _host():
+    if host != host_name():
         try:
             return time.time() - path.stat().st_mtime < STALE_AFTER_S
         except OSError:

@@ -76,21 +76,39 @@ def trainer_problem(err: Exception, trainer_config) -> UserError:
 
 
 def check_config_files(argv: list[str]) -> None:
-    """An empty or non-mapping ``--config`` file: one line naming it (the parser says only
-    'Unexpected config')."""
-    import yaml
-
+    """An empty, broken or non-mapping ``--config`` file: one line naming it (the parser says
+    only 'Unexpected config')."""
     paths = [a.split("=", 1)[1] for a in argv if str(a).startswith("--config=")]
     paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
     for path in map(Path, paths):
         if not path.is_file():
             continue  # the parser names a missing file itself
-        content = yaml.safe_load(path.read_text() or "")
+        content = _read_config(path)
         if content is None:
             raise UserError(f"config {path} is empty; put settings in it or drop --config")
         if not isinstance(content, dict):
             raise UserError(f"config {path} holds a {type(content).__name__}, not settings "
                             "(key: value lines); see configs/quickstart.yaml")
+
+
+def _read_config(path: Path) -> object:
+    """A ``--config`` file's content; unreadable or broken YAML is one line naming the file
+    and the place (jsonargparse would report only that the file could not be parsed)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text() or "")
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not a text file; give a YAML file of settings "
+                        "(see configs/quickstart.yaml)") from None
+    except OSError as err:
+        raise UserError(f"config {path} cannot be read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise UserError(f"config {path} is not valid YAML{where} ({problem}); fix that line "
+                        "or check the file's indentation") from None
 
 
 def parser_error_line(message: str) -> str:

@@ -91,17 +91,27 @@ def check_same_network(saved: dict, wanted: dict | None, ckpt_path: str) -> None
     (LightningCLI replaces the model config by the checkpoint's hyperparameters.)
     """
     saved_net = saved.get("hyper_parameters", {}).get("net")
-    if isinstance(saved_net, dict) and wanted and _net_key(saved_net) != _net_key(wanted):
-        raise UserError(
-            f"ckpt_path {ckpt_path} holds a {_net_key(saved_net)} network but the config "
-            f"asks for {_net_key(wanted)}; use the config.yaml of the run that wrote it"
-        )
+    if not isinstance(saved_net, dict) or not wanted:
+        return
+    differ = _net_difference(saved_net, wanted)
+    if differ:
+        raise UserError(f"ckpt_path {ckpt_path} holds another network than the config asks "
+                        f"for ({differ}); use the config.yaml of the run that wrote it")
 
 
-def _net_key(spec: dict) -> str:
-    """A network config as comparable text, without the linked num_classes."""
-    args = {k: v for k, v in (spec.get("init_args") or {}).items() if k != "num_classes"}
-    return f"{spec.get('class_path')}({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"
+def _net_difference(saved: dict, wanted: dict) -> str | None:
+    """The settings in which two network configs differ, as 'name: saved -> wanted' text.
+
+    Only settings both name are compared: a checkpoint from before a setting existed was
+    made with its default (a change of shape is caught by :func:`check_weights_fit`).
+    The linked num_classes is left out.
+    """
+    if saved.get("class_path") != wanted.get("class_path"):
+        return f"class_path: {saved.get('class_path')} -> {wanted.get('class_path')}"
+    old, new = saved.get("init_args") or {}, wanted.get("init_args") or {}
+    keys = sorted(k for k in set(old) & set(new) if k != "num_classes" and
+                  str(old[k]) != str(new[k]))
+    return ", ".join(f"{k}: {old[k]} -> {new[k]}" for k in keys) or None
 
 
 def check_weights_fit(model: torch.nn.Module, state: dict | None, ckpt_path) -> None:
