@@ -45,13 +45,14 @@ def flip_and_crop(x: Tensor, flip_p: float, padding: int) -> Tensor:
         cols = torch.where(flip, padded.shape[-1] - 1 - cols, cols)
     flat = rows * padded.shape[-1] + cols.view(b, 1, 1, w)  # (B, 1, H, W) plane indices
     planes = padded.flatten(2)  # (B, C, (H + 2p) * (W + 2p))
-    return planes.gather(2, flat.flatten(2).expand(-1, c, -1)).view_as(x)
+    picked = planes.gather(2, flat.flatten(2).expand(-1, c, -1))  # (B, C, H * W)
+    return picked.view_as(x)  # (B, C, H, W)
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     """Rotate hue by ``shift`` (B, 1, 1, 1) turns, on [0, 1] RGB, via HSV."""
-    r, g, b_ = x.unbind(dim=1)
-    maxc, minc = x.max(dim=1).values, x.min(dim=1).values
+    r, g, b_ = x.unbind(dim=1)  # each (B, H, W)
+    maxc, minc = x.max(dim=1).values, x.min(dim=1).values  # (B, H, W)
     delta = maxc - minc
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
     h = torch.where(maxc == r, (g - b_) / safe % 6, torch.where(maxc == g, (b_ - r) / safe + 2,
@@ -59,9 +60,10 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     h = torch.where(delta > 0, h / 6, torch.zeros_like(h))
     h = (h + shift.view(-1, 1, 1)) % 1.0  # (B, H, W)
     s = delta / maxc.clamp_min(1e-12)  # saturation; 0 for black pixels since delta is 0
-    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)  # R, G, B
+    k = (offsets + 6 * h.unsqueeze(1)) % 6  # (B, 3, H, W)
     ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)  # (B, 3, H, W)
-    return maxc.unsqueeze(1) * (1 - s.unsqueeze(1) * ramp)
+    return maxc.unsqueeze(1) * (1 - s.unsqueeze(1) * ramp)  # (B, 1, H, W) x (B, 3, H, W)
 
 
 def rotate(x: Tensor, degrees: float) -> Tensor:

@@ -33,6 +33,14 @@ class EpochShuffle(DistributedSampler):
     iterator before that call (and worker processes draw ahead at once), so a resumed run
     must construct the sampler with its first ``epoch``. With ``keyed`` the sampler yields
     ``(index, sample_seed)`` pairs for :class:`SeededSamples`; without, plain indices.
+
+    Args:
+        n: size of the dataset to permute.
+        seed: the run's seed; each epoch's permutation comes from ``(seed, epoch)``.
+        keyed: yield ``(index, sample_seed)`` pairs instead of plain indices.
+        epoch: the first epoch (a resumed run's), as ``set_epoch`` would set it.
+        rank: this process's index under DDP.
+        world: the number of DDP processes.
     """
 
     def __init__(self, n: int, seed: int, keyed: bool = True, epoch: int = 0, rank: int = 0,

@@ -93,5 +93,5 @@ def pil_to_uint8(image: Image.Image) -> torch.Tensor:
     if image.mode.startswith("I"):  # 16/32-bit greyscale: RGB conversion would clip at 255
         deep = torch.from_numpy(np.asarray(image, dtype=np.int32))  # (H, W)
         grey = (deep.clamp(0, 65535) / 257).round().to(torch.uint8)
-        return grey.expand(3, *grey.shape).clone()
+        return grey.expand(3, *grey.shape).clone()  # (3, H, W)
     return F.pil_to_tensor(image.convert("RGB"))

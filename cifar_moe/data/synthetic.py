@@ -35,6 +35,12 @@ def write_synthetic_cifar(
     """Write ``root/cifar-10-batches-py/`` with 5 train batches, a test batch and the meta.
 
     Returns the batch folder. Labels cycle through the classes, so every class is present.
+
+    Args:
+        root: folder that receives ``cifar-10-batches-py/``.
+        train_per_batch: images in each of the 5 training batches.
+        test_size: images in the test batch.
+        seed: seed of the random pixels.
     """
     folder = Path(root) / BATCH_FOLDER
     folder.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ class ExpertConv2d(nn.Module):
         # He init per expert (fan of one expert, not of all K). Each expert is
         # sqrt(1 - s^2) * shared + s * own; the own part (s > 0) breaks the symmetry that
         # identical experts would keep forever.
-        experts = self.weight.data.chunk(self.num_experts, dim=0)
+        experts = self.weight.data.chunk(self.num_experts, dim=0)  # K x (C_out, C_in, k, k)
         for expert in experts:
             nn.init.kaiming_normal_(expert, mode="fan_out", nonlinearity="relu")
         s, k = self.init_spread, self.num_experts

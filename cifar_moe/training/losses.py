@@ -54,6 +54,12 @@ class FocalLoss(nn.Module):
     """Multi-class focal loss, sum_c -w_c t_c (1 - p_c)^gamma log p_c, on soft targets.
 
     With gamma 0 and unit weights it is exactly :func:`cross_entropy_loss`.
+
+    Args:
+        num_classes: number of classes C (the width of the targets once smoothed).
+        gamma: focusing exponent; 0 gives cross-entropy.
+        label_smoothing: mass spread uniformly over the C classes of each target.
+        class_weights: per-class weights w_c (C,); None weighs every class 1.
     """
 
     def __init__(
