@@ -28,8 +28,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     prefix = f".{path.name}.{host_name()}.{os.getpid()}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from a group
         with os.fdopen(fd, "wb") as fh:
+            with suppress(OSError):  # some filesystems (vfat, SMB) refuse chmod
+                os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide it from a group
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,7 +1,6 @@
 """Finding and reading finished runs under ``lightning_logs/``: for notebooks and tests."""
 
 import json
-import pickle
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -68,15 +67,16 @@ def _recorded_best(ckpts: Path) -> Path | None:
         source = max(ckpts.glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
     try:
         callbacks = torch.load(source, map_location="cpu", weights_only=False)["callbacks"]
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
-        return None  # a cut-off or foreign file: fall back to the file names
+    except Exception:  # cut off, foreign, or pickling a class that is gone
+        return None  # then the file names decide
     if not isinstance(callbacks, dict):
         return None
     for state in callbacks.values():  # keyed by class name and settings: EpochCheckpoint{...}
         if isinstance(state, dict) and state.get("monitor") and state.get("best_model_path"):
             # Recorded as an absolute path of the machine that trained; the name is enough.
+            # Only the callback that writes best-*.ckpt counts, not one a user added.
             named = ckpts / Path(state["best_model_path"]).name
-            if named.is_file():
+            if named.name.startswith("best-") and named.is_file():
                 return named
     return None
 

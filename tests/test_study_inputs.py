@@ -1,6 +1,6 @@
 """A resumed study never keeps a run made from other inputs: recipe files (and the YAML
 files they name), overrides, data files and seed are recorded per run and compared on resume;
-the --arg list holds a folder once a run has finished."""
+the --arg list holds a folder once a run has not failed."""
 
 import json
 import shutil
@@ -13,6 +13,7 @@ from cifar_moe.errors import UserError
 from cifar_moe.study.__main__ import main
 from cifar_moe.study.inputs import INPUTS
 from cifar_moe.study.runner import (
+    ERROR,
     EXTRA_ARGS,
     RESULT,
     check_finished_runs,
@@ -145,21 +146,30 @@ def test_other_data_in_the_same_data_dir_is_seen(tmp_path, monkeypatch, capsys):
     path = _project(tmp_path)
     _finish_seed0(path)
     study = load_study(path)
+    (batches / ".DS_Store").write_bytes(b"a file browser's")  # not the dataset's
     check_finished_runs(study, study.rows)  # same files: resumes
     (batches / "data_batch_1").write_bytes(b"the full CIFAR-10's images")  # same path
     assert "(recipe, seed 0: the files in its data_dir changed)" in _refusal(path, capsys)
+    record = plan(study)[0].folder / INPUTS  # as recorded before data files were hashed
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items()
+                                  if k != "data_files"}))
+    check_finished_runs(study, study.rows)  # nothing to compare the files against: kept
 
 
-def test_a_mistyped_arg_is_corrected_until_a_run_finishes(tmp_path):
+def test_a_mistyped_arg_is_corrected_while_every_run_failed(tmp_path):
     out = tmp_path / "out"
-    assert settle_extra_args(out, ["--trainer.max_epoch=3"], render=False)  # every run fails
-    fixed = ["--trainer.max_epochs=3"]
-    assert settle_extra_args(out, fixed, render=False) == fixed  # no finished run: accepted
-    assert settle_extra_args(out, [], render=True) == fixed  # --render lists the new one
+    assert settle_extra_args(out, ["--trainer.max_epoch=3"], render=False)
     (out / "runs" / "row" / "seed0").mkdir(parents=True)
-    (out / "runs" / "row" / "seed0" / RESULT).write_text("{}")
-    with pytest.raises(UserError, match=r"were made with --trainer\.max_epochs=3"):
-        settle_extra_args(out, ["--trainer.max_epochs=4"], render=False)
+    (out / "runs" / "row" / "seed0" / ERROR).write_text("{}")  # every run failed
+    fixed = ["--trainer.max_epochs=3"]
+    assert settle_extra_args(out, fixed, render=False) == fixed  # accepted
+    assert settle_extra_args(out, [], render=True) == fixed  # --render lists the new one
+    (out / "runs" / "row" / "seed1").mkdir(parents=True)  # running, or finished
+    for done in (False, True):
+        if done:
+            (out / "runs" / "row" / "seed1" / RESULT).write_text("{}")
+        with pytest.raises(UserError, match=r"were made with --trainer\.max_epochs=3"):
+            settle_extra_args(out, ["--trainer.max_epochs=4"], render=False)
     (out / EXTRA_ARGS).write_text("{not json")
     with pytest.raises(UserError, match=r"extra_args\.json is unreadable; delete it"):
         settle_extra_args(out, fixed, render=False)

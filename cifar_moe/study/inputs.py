@@ -82,7 +82,9 @@ def data_files_hash(data_dir: str) -> str | None:
     folder = Path(data_dir) / "cifar-10-batches-py"
     if not folder.is_dir():
         return None
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    # Only the dataset's own files: a stray .DS_Store is not another dataset.
+    files = sorted(p for p in folder.iterdir() if p.is_file() and (
+        p.name in ("batches.meta", "test_batch") or p.name.startswith("data_batch_")))
     # Keyed by size and mtime too: the batch files are hashed once per process, not per run.
     return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 

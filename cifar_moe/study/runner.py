@@ -42,9 +42,10 @@ def settle_extra_args(out: Path, given: list[str], render: bool) -> list[str]:
     recorded = _recorded_extra_args(path)
     if render and not given:
         return recorded or []
-    # Only finished runs hold the folder to its args: a mistyped --arg whose runs all failed
-    # is corrected by running again with the right one.
-    if recorded is not None and recorded != given and any(out.glob(f"runs/*/*/{RESULT}")):
+    # Any run that did not fail (finished, or maybe running in another process) holds the
+    # folder to its args; a mistyped --arg whose runs all failed is corrected by running
+    # again with the right one.
+    if recorded is not None and recorded != given and _runs_not_failed(out):
         shown = " ".join(recorded) or "no --arg"
         raise UserError(f"the runs in {out} were made with {shown}; give the same --arg, "
                         "or another --out for a study with different args")
@@ -52,6 +53,10 @@ def settle_extra_args(out: Path, given: list[str], render: bool) -> list[str]:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"extra_args": given})
     return given
+
+
+def _runs_not_failed(out: Path) -> bool:
+    return any(f.is_dir() and not (f / ERROR).is_file() for f in out.glob("runs/*/seed*"))
 
 
 def _recorded_extra_args(path: Path) -> list[str] | None:
@@ -172,6 +177,8 @@ def run_study(study: Study, jobs: int = 1, rows: list[Row] | None = None) -> int
     of runs that failed."""
     runs = [run for run in plan(study) if rows is None or run.row in rows]
     todo = [run for run in runs if not (run.folder / RESULT).is_file()]
+    if todo:  # the data's hash once, before N threads would each compute it at once
+        inputs_of(study, todo[0])
     total, lock, failed = len(todo), threading.Lock(), []
     threads = threads_per_run(jobs)
     print(f"study {study.path.name}: {len(runs) - total} of {len(runs)} runs "
