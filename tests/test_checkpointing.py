@@ -76,14 +76,15 @@ def test_disk_full_during_save_keeps_the_previous_file(synthetic_data_dir, tmp_p
     assert not _leaked(tmpdir)
 
 
+def _no_space(*args, **kwargs):
+    """os.fsync of a full disk."""
+    raise OSError(28, "No space left on device")
+
+
 def test_atomic_save_failure_leaves_old_file_and_no_partial(tmp_path, monkeypatch):
     target = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"v": torch.ones(3)}, target)
-
-    def no_space(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", no_space)
+    monkeypatch.setattr(os, "fsync", _no_space)
     with pytest.raises(OSError, match="No space left"):
         AtomicCheckpointIO().save_checkpoint({"v": torch.zeros(3)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["v"], torch.ones(3))
@@ -107,10 +108,7 @@ def test_study_records_are_atomic_and_two_writers_do_not_collide(tmp_path, monke
     write_json_atomic(target, {"v": 2})
     write_json_atomic(target, {"v": 3})
     assert len(set(names)) == 2  # a render beside a study's own render gets its own file
-    def no_space(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", no_space)
+    monkeypatch.setattr(os, "fsync", _no_space)
     with pytest.raises(OSError, match="No space left"):
         write_json_atomic(target, {"v": 4})
     assert json.loads(target.read_text()) == {"v": 3}  # the old record is intact

@@ -85,8 +85,9 @@ def data_files_hash(data_dir: str) -> str | None:
     # Only the dataset's own files: a stray .DS_Store is not another dataset.
     files = sorted(p for p in folder.iterdir() if p.is_file() and (
         p.name in ("batches.meta", "test_batch") or p.name.startswith("data_batch_")))
+    stats = [(str(p), p.stat()) for p in files]
     # Keyed by size and mtime too: the batch files are hashed once per process, not per run.
-    return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    return _hash_files(tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats))
 
 
 @functools.cache
