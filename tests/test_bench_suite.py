@@ -67,6 +67,26 @@ def test_tiled_suite_smoke(real_data_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.real_data
+@pytest.mark.parametrize("recipe", ["mixup_cosine", "focal_onecycle", "slice"])
+def test_tiled_suite_runs_each_recipe_with_its_own_loader(recipe, real_data_dir, tmp_path):
+    # The recipe's own batch size, workers and data path (auto on a CPU: the per-image
+    # loader with 2 workers; the slice recipe's device path); only the network is shrunk,
+    # to four blocks, so the slice preset's routed blocks 1 and 3 exist.
+    tiny = [*TINY_NET[:1], "--model.net.init_args.widths=[8, 8, 16, 16]", *TINY_NET[2:]]
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_suite.py"), "--tiled", "1",
+           f"--data-dir={real_data_dir}", "--epochs", "2", "--limit-batches", "2",
+           "--recipes", recipe, "--iters", "1",
+           *[f"--fit-args={a}" for a in [*tiny, "--trainer.enable_progress_bar=false"]]]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith(f"| {recipe}"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    path = "device path" if recipe == "slice" else "classic path"
+    assert path in cells[2] and float(cells[5]) > 0, row
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
 def test_profile_recipe_smoke(real_data_dir, tmp_path):
     # the recipe's own loader (worker processes), a tiny network
     tiny = [*TINY_NET, "--data.batch_size=16", "--trainer.enable_progress_bar=false"]
