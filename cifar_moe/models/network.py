@@ -83,11 +83,8 @@ class MoENet(nn.Module):
         router = {"input_norm": router_norm, "zero_init": router_zero_init,
                   "logit_norm": router_logit_norm, "tau": router_tau,
                   "aux_kind": router_aux, "aux_weight": router_aux_weight}
-        extra: dict = {"router": router}
-        if block == "residual":
-            extra["bottleneck_ratio"] = bottleneck_ratio
-        make = partial(BLOCKS[block], reduction=reduction, dropout=block_dropout, impl=impl,
-                       init_spread=expert_init_spread, shared=expert_shared, **extra)
+        make = _block_maker(block, reduction, block_dropout, impl, expert_init_spread,
+                            expert_shared, bottleneck_ratio, router)
         routed = range(len(widths)) if routed_blocks is None else routed_blocks
         experts = [num_experts if i in routed else 1 for i in range(len(widths))]
         self.blocks = _stack(make, stem_width, widths, pool_after, experts)
@@ -107,6 +104,14 @@ class MoENet(nn.Module):
         for r in routers:
             r.aux_loss = None  # read once: no graph outlives its step
         return torch.stack(losses).mean() if losses else None
+
+
+def _block_maker(block: str, reduction: int, dropout: float, impl: str, init_spread: float,
+                 shared: bool, bottleneck_ratio: int, router: dict) -> partial:
+    """The block class of ``block`` with every setting bound but its widths and K."""
+    extra = {"bottleneck_ratio": bottleneck_ratio} if block == "residual" else {}
+    return partial(BLOCKS[block], reduction=reduction, dropout=dropout, impl=impl,
+                   init_spread=init_spread, shared=shared, router=router, **extra)
 
 
 def _stack(make, in_channels: int, widths: list[int], pool_after: list[int],

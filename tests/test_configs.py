@@ -1,0 +1,104 @@
+"""Config tier: every recipe, control, overlay and study row instantiates through the CLI, and
+the recipes' numbers reach the objects they configure."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cifar_moe.cli import cli_main
+from cifar_moe.models.presets import preset_spec
+from cifar_moe.training.module import LitClassifier
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = sorted(p.name for p in CONFIGS.glob("*.yaml"))  # the slice recipe too
+CONTROLS = ["controls/k1.yaml", "controls/resnet18.yaml"]
+# Every overlay (a YAML in a subfolder of configs/ other than studies/).
+OVERLAYS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("*/*.yaml")
+                  if p.parent.name != "studies")
+
+
+def _instantiate(configs: list[str], data_dir: Path):
+    args = [a for c in configs for a in ("--config", str(CONFIGS / c))]
+    return cli_main([*args, f"--data.data_dir={data_dir}", "--data.val_size=40"], run=False)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_instantiates(recipe, synthetic_data_dir):
+    cli = _instantiate([recipe], synthetic_data_dir)
+    assert isinstance(cli.model, LitClassifier)
+    assert cli.model.class_names == list(cli.datamodule.class_names)
+    logits = cli.model.eval()(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_controls_layer_over_a_recipe(control, synthetic_data_dir):
+    cli = _instantiate(["focal_onecycle.yaml", control], synthetic_data_dir)
+    expected = "CifarResNet18" if "resnet" in control else "MoENet"
+    assert type(cli.model.net).__name__ == expected
+    if expected == "MoENet":
+        assert cli.model.net.num_experts == 1
+
+
+def test_every_recipe_is_covered():
+    assert {"mixup_cosine.yaml", "focal_onecycle.yaml", "quickstart.yaml", "slice.yaml"} <= set(
+        RECIPES)
+    assert len(OVERLAYS) >= 6 and set(CONTROLS) <= set(OVERLAYS)
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_layers_over_the_slice_recipe(overlay, synthetic_data_dir):
+    cli = _instantiate(["slice.yaml", overlay], synthetic_data_dir)
+    assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    for key, value in _leaves(yaml.safe_load((CONFIGS / overlay).read_text())):
+        if key == "trainer.callbacks+":  # appended callbacks are instantiated
+            names = {type(c).__name__ for c in cli.trainer.callbacks}
+            assert {v["class_path"].rpartition(".")[2] for v in value} <= names
+        elif key == "model.net":  # a preset path: that preset's network is built
+            expected = preset_spec(str(CONFIGS / overlay.rpartition("/")[0] / value))
+            assert type(cli.model.net).__name__ == expected["class_path"].rpartition(".")[2]
+        else:
+            assert cli.config[key] == value, key
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIGS / "studies").glob("*.yaml")))
+def test_every_row_of_every_study_instantiates(name, synthetic_data_dir, monkeypatch):
+    from cifar_moe.study.spec import load_study
+
+    monkeypatch.chdir(CONFIGS.parent)  # the study's paths are relative to the repo root
+    study = load_study(f"configs/studies/{name}")
+    assert study.rows  # else the loop below checks nothing
+    for row in study.rows:
+        args = [a for c in row.configs for a in ("--config", str(c))]
+        cli = cli_main([*args, *study.args, *row.args, f"--data.data_dir={synthetic_data_dir}",
+                        "--data.val_size=40"], run=False)
+        assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10), row.name
+
+
+def test_slice_study_has_the_rows_it_must_compare(monkeypatch):
+    from cifar_moe.study.spec import load_study
+
+    monkeypatch.chdir(CONFIGS.parent)
+    names = [row.name for row in load_study("configs/studies/slice.yaml").rows]
+    for needed in ("slice recipe", "K=1", "old routing defaults", "static residual"):
+        assert any(needed in name for name in names), needed
+
+
+def test_recipe_numbers_reach_the_objects(synthetic_data_dir):
+    cli = _instantiate(["focal_onecycle.yaml"], synthetic_data_dir)
+    model = cli.model
+    cat = model.class_names.index("cat")
+    assert model.loss_fn.class_weights[cat].item() == pytest.approx(1.2)
+    assert model.loss_fn.gamma == 2.0 and model.loss_fn.label_smoothing == 0.1
+    assert cli.datamodule.hparams.batch_size == 128
+    assert cli.trainer.max_epochs == 200
