@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from cifar_moe.constants import BATCH_FOLDER, META_FILE, TEST_BATCH, TRAIN_BATCHES
+
 INPUTS = "inputs.json"
 """In a run's folder: what the run was made from (written before it starts)."""
 
@@ -79,12 +81,12 @@ def config_hashes(configs: list[Path]) -> list[list[str]]:
 def data_files_hash(data_dir: str) -> str | None:
     """sha256 over the names and bytes of ``data_dir/cifar-10-batches-py``'s files; None
     where that folder does not exist yet (a tarball not yet extracted)."""
-    folder = Path(data_dir) / "cifar-10-batches-py"
+    folder = Path(data_dir) / BATCH_FOLDER
     if not folder.is_dir():
         return None
-    # Only the dataset's own files: a stray .DS_Store is not another dataset.
-    files = sorted(p for p in folder.iterdir() if p.is_file() and (
-        p.name in ("batches.meta", "test_batch") or p.name.startswith("data_batch_")))
+    # Only the files a run reads: a stray .DS_Store is not another dataset.
+    names = (META_FILE, TEST_BATCH, *TRAIN_BATCHES)
+    files = sorted(path for path in (folder / name for name in names) if path.is_file())
     stats = [(str(p), p.stat()) for p in files]
     # Keyed by size and mtime too: the batch files are hashed once per process, not per run.
     return _hash_files(tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats))
