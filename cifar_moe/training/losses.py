@@ -3,8 +3,8 @@
 Both losses are per-sample sums over classes that are *linear in the target
 distribution*, then a plain mean over the batch. Linearity is what makes a mixed batch
 exact: for a target t = lam * onehot(a) + (1 - lam) * onehot(b), the loss equals
-lam * L(a) + (1 - lam) * L(b). Label smoothing is applied to the target first (also
-linear), and class weights scale each class's term, so none of them breaks this.
+lam * L(a) + (1 - lam) * L(b). Label smoothing (of the target, or inside each label's
+cross-entropy in the focal ``smoothed_ce`` form) and class weights keep this.
 
 Cross-entropy is torch's own ``F.cross_entropy``: it takes hard labels or class
 probabilities (mixed batches) and smooths either as t * (1 - eps) + eps / C, exactly
@@ -13,6 +13,7 @@ probabilities (mixed batches) and smooths either as t * (1 - eps) + eps / C, exa
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,16 +51,29 @@ def cross_entropy_loss(label_smoothing: float = 0.0):
     return functools.partial(F.cross_entropy, label_smoothing=label_smoothing)
 
 
-class FocalLoss(nn.Module):
-    """Multi-class focal loss, sum_c -w_c t_c (1 - p_c)^gamma log p_c, on soft targets.
+FocalForm = Literal["per_class", "smoothed_ce"]
 
-    With gamma 0 and unit weights it is exactly :func:`cross_entropy_loss`.
+
+class FocalLoss(nn.Module):
+    """Multi-class focal loss on hard labels (B,) or soft targets (B, C), in one of two forms.
+
+    ``per_class`` (the seed B report's form): sum_c -w_c s_c (1 - p_c)^gamma log p_c, with s
+    the smoothed target. The factor also down-weights the smoothing terms, so for a hard
+    label the optimum puts less mass on the true class than cross-entropy's (tested).
+
+    ``smoothed_ce``: the focal factor on the smoothed cross-entropy of each label y,
+    w_y (1 - exp(-ce_y))^gamma ce_y with ce_y = -sum_c smooth(onehot y)_c log p_c. The factor
+    grows with ce_y, so the optimum is that of smoothed cross-entropy (tested). A soft target
+    t weighs each label's loss by t_y, which keeps the loss linear in the target.
+
+    With gamma 0 and unit weights both forms are exactly :func:`cross_entropy_loss`.
 
     Args:
         num_classes: number of classes C (the width of the targets once smoothed).
         gamma: focusing exponent; 0 gives cross-entropy.
         label_smoothing: mass spread uniformly over the C classes of each target.
         class_weights: per-class weights w_c (C,); None weighs every class 1.
+        form: where the focal factor applies: ``per_class`` or ``smoothed_ce`` (above).
     """
 
     def __init__(
@@ -68,19 +82,33 @@ class FocalLoss(nn.Module):
         gamma: float = 2.0,
         label_smoothing: float = 0.0,
         class_weights: Tensor | None = None,
+        form: FocalForm = "per_class",
     ) -> None:
         super().__init__()
+        if form not in ("per_class", "smoothed_ce"):
+            raise UserError(f"model.focal_form is {form!r}; use per_class or smoothed_ce")
         self.num_classes = num_classes
         self.gamma = gamma
         self.label_smoothing = label_smoothing
+        self.form = form
         weights = torch.ones(num_classes) if class_weights is None else class_weights
         self.register_buffer("class_weights", weights.float(), persistent=False)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         # Low-precision logits (bf16 autocast) are lifted to fp32: (1 - p)^gamma underflows.
         log_p = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+        weights = self.class_weights.to(log_p.dtype)
+        if self.form == "smoothed_ce":
+            return self._smoothed_ce(log_p, targets, weights)
         target = smooth_targets(targets, self.num_classes, self.label_smoothing).to(log_p.dtype)
         modulating = (1.0 - log_p.exp()).pow(self.gamma)
-        weights = self.class_weights.to(log_p.dtype)
         per_class = -weights * target * modulating * log_p  # (B, C)
         return per_class.sum(dim=-1).mean()
+
+    def _smoothed_ce(self, log_p: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+        eps = self.label_smoothing
+        # Column y: the smoothed cross-entropy the sample would have if its label were y.
+        ce = -(1.0 - eps) * log_p - eps * log_p.mean(dim=-1, keepdim=True)  # (B, C)
+        focal = (1.0 - torch.exp(-ce)).pow(self.gamma) * ce  # (B, C)
+        label_mass = smooth_targets(targets, self.num_classes, 0.0).to(log_p.dtype)  # (B, C)
+        return (weights * label_mass * focal).sum(dim=-1).mean()

@@ -23,7 +23,12 @@ from cifar_moe.training.auto_settings import (
     settle,
 )
 from cifar_moe.training.checkpointing import rng_states, set_rng_states
-from cifar_moe.training.losses import FocalLoss, class_weight_vector, cross_entropy_loss
+from cifar_moe.training.losses import (
+    FocalForm,
+    FocalLoss,
+    class_weight_vector,
+    cross_entropy_loss,
+)
 from cifar_moe.training.mixing import BatchMixer
 from cifar_moe.training.schedules import scheduler_config
 from cifar_moe.training.tta import TTAMode, tta_logits
@@ -45,6 +50,8 @@ class LitClassifier(L.LightningModule):
         loss: ``cross_entropy`` or ``focal``.
         label_smoothing: label smoothing applied to (possibly mixed) targets.
         focal_gamma: focusing parameter of the focal loss; 0 makes it cross-entropy.
+        focal_form: where the focal factor applies: ``per_class`` (each smoothed class term,
+            the seed B report's form) or ``smoothed_ce`` (the smoothed cross-entropy).
         class_weights: per-class loss weights by class name, e.g. {cat: 1.2}; others 1.0.
         mixup_alpha: mixup Beta(alpha, alpha) parameter; 0 turns mixup off.
         cutmix_alpha: cutmix Beta(alpha, alpha) parameter; 0 turns cutmix off.
@@ -69,6 +76,7 @@ class LitClassifier(L.LightningModule):
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         label_smoothing: float = 0.0,
         focal_gamma: float = 2.0,
+        focal_form: FocalForm = "per_class",
         class_weights: dict[str, float] | None = None,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
@@ -89,7 +97,9 @@ class LitClassifier(L.LightningModule):
         self._drop_module_hparam()
         self.net, self.tta = net, tta
         self.class_names = list(class_names)
-        self.loss_fn = _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights)
+        self.loss_fn = _build_loss(
+            loss, class_names, label_smoothing, focal_gamma, class_weights, focal_form
+        )
         self.mixer = BatchMixer(
             len(self.class_names), mixup_alpha, cutmix_alpha, cutmix_prob, mix_until_epoch
         )
@@ -229,14 +239,14 @@ def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:
     return factory
 
 
-def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights):
+def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights, focal_form):
     if not 0.0 <= label_smoothing < 1.0:
         raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
     if focal_gamma < 0:
         raise UserError(f"model.focal_gamma is {focal_gamma}; use 0 (cross-entropy) or more")
     weights = class_weight_vector(class_weights, class_names)
     if loss == "focal":
-        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights)
+        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights, focal_form)
     if class_weights:
         raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
     return cross_entropy_loss(label_smoothing)
