@@ -100,5 +100,6 @@ def test_recipe_numbers_reach_the_objects(synthetic_data_dir):
     cat = model.class_names.index("cat")
     assert model.loss_fn.class_weights[cat].item() == pytest.approx(1.2)
     assert model.loss_fn.gamma == 2.0 and model.loss_fn.label_smoothing == 0.1
+    assert model.loss_fn.form == "smoothed_ce"
     assert cli.datamodule.hparams.batch_size == 128
     assert cli.trainer.max_epochs == 200
