@@ -13,7 +13,7 @@ probabilities (mixed batches) and smooths either as t * (1 - eps) + eps / C, exa
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +85,8 @@ class FocalLoss(nn.Module):
         form: FocalForm = "per_class",
     ) -> None:
         super().__init__()
-        if form not in ("per_class", "smoothed_ce"):
-            raise UserError(f"model.focal_form is {form!r}; use per_class or smoothed_ce")
+        if form not in get_args(FocalForm):
+            raise UserError(f"model.focal_form is {form!r}; use {' or '.join(get_args(FocalForm))}")
         self.num_classes = num_classes
         self.gamma = gamma
         self.label_smoothing = label_smoothing
