@@ -112,3 +112,19 @@ class FocalLoss(nn.Module):
         focal = (1.0 - torch.exp(-ce)).pow(self.gamma) * ce  # (B, C)
         label_mass = smooth_targets(targets, self.num_classes, 0.0).to(log_p.dtype)  # (B, C)
         return (weights * label_mass * focal).sum(dim=-1).mean()
+
+
+def build_loss(loss: str, class_names: Sequence[str], label_smoothing: float,
+               focal_gamma: float, class_weights: Mapping[str, float] | None,
+               focal_form: FocalForm):
+    """The training loss for ``LitClassifier``'s settings; bad values stop with one line."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
+    if focal_gamma < 0:
+        raise UserError(f"model.focal_gamma is {focal_gamma}; use 0 (cross-entropy) or more")
+    weights = class_weight_vector(class_weights, class_names)
+    if loss == "focal":
+        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights, focal_form)
+    if class_weights:
+        raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
+    return cross_entropy_loss(label_smoothing)

@@ -1,5 +1,6 @@
 """The LightningModule: owns loss, metrics, mixing and optimisation around an injected net."""
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -23,12 +24,7 @@ from cifar_moe.training.auto_settings import (
     settle,
 )
 from cifar_moe.training.checkpointing import rng_states, set_rng_states
-from cifar_moe.training.losses import (
-    FocalForm,
-    FocalLoss,
-    class_weight_vector,
-    cross_entropy_loss,
-)
+from cifar_moe.training.losses import FocalForm, build_loss
 from cifar_moe.training.mixing import BatchMixer
 from cifar_moe.training.schedules import scheduler_config
 from cifar_moe.training.tta import TTAMode, tta_logits
@@ -89,15 +85,10 @@ class LitClassifier(L.LightningModule):
         tta: TTAMode = "none",
     ) -> None:
         super().__init__()
-        # load_from_checkpoint needs no YAML: under the CLI `net` is saved as its config (a
-        # hand-built one is dropped); tta is an evaluation choice, so `test --model.tta` wins.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters(ignore=["tta"])
-        self._drop_module_hparam()
+        self._save_hparams()
         self.net, self.tta = net, tta
         self.class_names = list(class_names)
-        self.loss_fn = _build_loss(
+        self.loss_fn = build_loss(
             loss, class_names, label_smoothing, focal_gamma, class_weights, focal_form
         )
         self.mixer = BatchMixer(
@@ -113,7 +104,12 @@ class LitClassifier(L.LightningModule):
         for stage in STAGES:
             setattr(self, f"{stage}_acc", MulticlassAccuracy(len(class_names), average="micro"))
 
-    def _drop_module_hparam(self) -> None:
+    def _save_hparams(self) -> None:
+        # load_from_checkpoint needs no YAML: under the CLI `net` is saved as its config (a
+        # hand-built one is dropped); tta is an evaluation choice, so `test --model.tta` wins.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters(ignore=["tta"], frame=inspect.currentframe().f_back)
         if isinstance(self.hparams.get("net"), nn.Module):
             self.hparams.pop("net")
             self._hparams_initial.pop("net", None)
@@ -238,15 +234,3 @@ def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:
             raise UserError(f"model.optimizer lr is {group['lr']}; use a positive lr")
     return factory
 
-
-def _build_loss(loss, class_names, label_smoothing, focal_gamma, class_weights, focal_form):
-    if not 0.0 <= label_smoothing < 1.0:
-        raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
-    if focal_gamma < 0:
-        raise UserError(f"model.focal_gamma is {focal_gamma}; use 0 (cross-entropy) or more")
-    weights = class_weight_vector(class_weights, class_names)
-    if loss == "focal":
-        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights, focal_form)
-    if class_weights:
-        raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
-    return cross_entropy_loss(label_smoothing)
