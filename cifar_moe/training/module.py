@@ -109,6 +109,7 @@ class LitClassifier(L.LightningModule):
         # hand-built one is dropped); tta is an evaluation choice, so `test --model.tta` wins.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            # Lightning reads the init arguments from the frame it is given: __init__'s.
             self.save_hyperparameters(ignore=["tta"], frame=inspect.currentframe().f_back)
         if isinstance(self.hparams.get("net"), nn.Module):
             self.hparams.pop("net")
