@@ -57,6 +57,16 @@ def test_module_cross_entropy_is_torch_ce_with_the_configured_smoothing(logits_l
                                    _written_out_ce(logits, targets, 0.2), rtol=0, atol=1e-12)
 
 
+def test_unknown_loss_in_a_notebook_is_a_clear_error():
+    # The CLI's type check never sees a LitClassifier built by hand; it used to train CE.
+    from cifar_moe.models import MoENet
+    from cifar_moe.training.module import LitClassifier
+
+    net = MoENet(stem_width=8, widths=[8], pool_after=[0], num_classes=C)
+    with pytest.raises(UserError, match=r"model\.loss is 'focall'; use cross_entropy or focal"):
+        LitClassifier(net, loss="focall")
+
+
 def test_focal_gamma0_no_weights_equals_ce(logits_labels):
     logits, labels = logits_labels
     focal = FocalLoss(C, gamma=0.0, label_smoothing=0.1)(logits, labels)

@@ -52,6 +52,7 @@ def cross_entropy_loss(label_smoothing: float = 0.0):
 
 
 FocalForm = Literal["per_class", "smoothed_ce"]
+LossName = Literal["cross_entropy", "focal"]
 
 
 class FocalLoss(nn.Module):
@@ -114,10 +115,12 @@ class FocalLoss(nn.Module):
         return (weights * label_mass * focal).sum(dim=-1).mean()
 
 
-def build_loss(loss: str, class_names: Sequence[str], label_smoothing: float,
+def build_loss(loss: LossName, class_names: Sequence[str], label_smoothing: float,
                focal_gamma: float, class_weights: Mapping[str, float] | None,
                focal_form: FocalForm):
     """The training loss for ``LitClassifier``'s settings; bad values stop with one line."""
+    if loss not in get_args(LossName):  # the CLI checks it; a notebook's LitClassifier does not
+        raise UserError(f"model.loss is {loss!r}; use {' or '.join(get_args(LossName))}")
     if not 0.0 <= label_smoothing < 1.0:
         raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
     if focal_gamma < 0:

@@ -3,7 +3,6 @@
 import inspect
 import warnings
 from collections.abc import Sequence
-from typing import Literal
 
 import lightning as L
 import torch
@@ -24,7 +23,7 @@ from cifar_moe.training.auto_settings import (
     settle,
 )
 from cifar_moe.training.checkpointing import rng_states, set_rng_states
-from cifar_moe.training.losses import FocalForm, build_loss
+from cifar_moe.training.losses import FocalForm, LossName, build_loss
 from cifar_moe.training.mixing import BatchMixer
 from cifar_moe.training.schedules import scheduler_config
 from cifar_moe.training.tta import TTAMode, tta_logits
@@ -69,7 +68,7 @@ class LitClassifier(L.LightningModule):
         self,
         net: nn.Module,
         class_names: Sequence[str] = CIFAR10_CLASSES,
-        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        loss: LossName = "cross_entropy",
         label_smoothing: float = 0.0,
         focal_gamma: float = 2.0,
         focal_form: FocalForm = "per_class",
