@@ -1,6 +1,7 @@
 """The one entry point, ``cli_main(args=None)``: for ``python -m cifar_moe``, tests, notebooks."""
 
 import sys
+import warnings
 from typing import NoReturn
 
 import torch
@@ -112,29 +113,66 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
     # changes no result that matters. A no-op on GPUs.
     torch.set_flush_denormal(True)
     try:
-        ckpt.check_config_files(sys.argv[1:] if args is None else list(args))
-        with ckpt.interrupt_exit_codes():
-            return CifarMoeCLI(
-                LitClassifier,
-                CIFAR10DataModule,
-                args=args,
-                run=run,
-                save_config_callback=RunConfigSaver,
-                save_config_kwargs={"overwrite": True},
-                parser_kwargs={"exit_on_error": False, "formatter_class": CompactHelpFormatter},
-                # One optimizer setting, model.optimizer: no Lightning --optimizer beside it.
-                auto_configure_optimizers=False,
-                # Atomic saves whatever the filesystem layout (see checkpointing.atomic_io).
-                trainer_defaults={"plugins": {"class_path": ATOMIC_IO}},
-            )
-    except UserError as err:
-        _fail(str(err))
-    except ArgumentError as err:
-        # jsonargparse explains over several lines (and a usage block); keep the gist.
-        gist = " ".join(str(err).split())
-        gist_line = ckpt.parser_error_line(str(err))
-        hint = moved_setting_hint(gist) or flat_setting_hint(gist)
-        _fail(hint or f"{gist_line} (--help lists every setting)")
+        return _build(CifarMoeCLI, args, run)
+    except (UserError, ArgumentError) as err:
+        _fail(_one_line(err))
+
+
+def argument_problem(args: list[str]) -> str | None:
+    """Why ``cli_main(args)`` would stop before training, as its one line; None when the
+    arguments parse and pass the settings' checks. Builds nothing and trains nothing."""
+    try:
+        with warnings.catch_warnings():  # the caller's own sys.argv is not a mistake here
+            warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
+            _build(_ParseOnlyCLI, args, run=True)
+    except _Parsed:
+        return None
+    except (UserError, ArgumentError) as err:
+        return _one_line(err)
+    except SystemExit as stop:  # --help or --print_config among the arguments
+        return f"the arguments print and exit (status {stop.code}); remove --help/--print_config"
+    return None
+
+
+def _build(cli_class: type[CifarMoeCLI], args: list[str] | None, run: bool) -> CifarMoeCLI:
+    ckpt.check_config_files(sys.argv[1:] if args is None else list(args))
+    with ckpt.interrupt_exit_codes():
+        return cli_class(
+            LitClassifier,
+            CIFAR10DataModule,
+            args=args,
+            run=run,
+            save_config_callback=RunConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False, "formatter_class": CompactHelpFormatter},
+            # One optimizer setting, model.optimizer: no Lightning --optimizer beside it.
+            auto_configure_optimizers=False,
+            # Atomic saves whatever the filesystem layout (see checkpointing.atomic_io).
+            trainer_defaults={"plugins": {"class_path": ATOMIC_IO}},
+        )
+
+
+def _one_line(err: UserError | ArgumentError) -> str:
+    if isinstance(err, UserError):
+        return str(err)
+    # jsonargparse explains over several lines (and a usage block); keep the gist.
+    gist = " ".join(str(err).split())
+    hint = moved_setting_hint(gist) or flat_setting_hint(gist)
+    return hint or f"{ckpt.parser_error_line(str(err))} (--help lists every setting)"
+
+
+class _Parsed(Exception):
+    """Raised by :class:`_ParseOnlyCLI` once the arguments parsed and passed the checks."""
+
+
+class _ParseOnlyCLI(CifarMoeCLI):
+    """The CLI up to the end of its checks of the settings: no seed, network, data or run."""
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt.preflight(self.config[subcommand] if subcommand else self.config, subcommand)
+        raise _Parsed
 
 
 def main() -> None:

@@ -94,13 +94,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     """Export from the command line; a bad setting is one ``error:`` line and exit code 2."""
-    from cifar_moe.training.module import LitClassifier  # Lightning only when it is needed
+    from cifar_moe.training.checkpointing import read_checkpoint  # Lightning only when needed
+    from cifar_moe.training.module import LitClassifier
 
     try:
         args = _parse(argv)
         ckpt = Path(args.ckpt_path)
         if not ckpt.is_file():
             raise UserError(f"ckpt_path {ckpt} is not a file; pass a .ckpt that fit wrote")
+        read_checkpoint(str(ckpt))  # one line for a file that is no (whole) checkpoint
         try:
             model = LitClassifier.load_from_checkpoint(ckpt, map_location="cpu")
         except TypeError as err:  # e.g. no `net` saved: a module built by hand

@@ -1,6 +1,7 @@
 """`python -m cifar_moe.export`: the exported uint8 -> probabilities model agrees with the ckpt."""
 
 import json
+from pathlib import Path
 
 import onnx  # the export extra, part of [dev]
 import onnxruntime as ort
@@ -71,12 +72,16 @@ def test_default_output_lies_beside_the_checkpoint(ckpt, capsys):
     assert json.loads(extra["class_names.json"])[0] == "airplane"
 
 
+NOT_A_CKPT = Path(__file__).resolve().parents[1] / "README.md"  # a file, but text
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["--ckpt_path", "missing.ckpt"], "error: ckpt_path missing.ckpt is not a file"),
         (["--ckpt_path", "x.ckpt", "--format", "tflite"], "error: argument --format"),
         ([], "error: the following arguments are required: --ckpt_path"),
+        (["--ckpt_path", str(NOT_A_CKPT)], f"error: ckpt_path {NOT_A_CKPT} cannot be read"),
     ],
 )
 def test_bad_settings_are_one_error_line(args, fragment, capsys):

@@ -16,6 +16,7 @@ from tiny_run import TINY_NET
 
 from cifar_moe.study.__main__ import main
 from cifar_moe.study.report import last_quarter_gain
+from cifar_moe.study.runner import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -52,7 +53,10 @@ def test_last_quarter_gain_tells_a_converged_curve_from_a_rising_one():
     flat = [0.1 * i for i in range(6)] + [0.7] * 14  # 20 epochs, flat from epoch 6
     rising = [0.03 * i for i in range(20)]
     assert last_quarter_gain(flat) == pytest.approx(0.0)
-    assert last_quarter_gain(rising) == pytest.approx(0.06)  # (17+18+19 - 15-16-17) * 0.01
+    # quarter of 5: windows of 2 that do not overlap, (18+19 - 15-16) / 2 * 0.03
+    assert last_quarter_gain(rising) == pytest.approx(0.09)
+    assert last_quarter_gain([0.03 * i for i in range(40)]) == pytest.approx(0.21)  # 3 and 3
+    assert last_quarter_gain([0.03 * i for i in range(12)]) == pytest.approx(0.06)  # 1 and 1
     assert last_quarter_gain([0.5] * 7) is None
 
 
@@ -89,6 +93,29 @@ def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("where", ["row args", "data"])
+def test_mistyped_setting_stops_the_study_before_anything_is_written(
+        synthetic_data_dir, tmp_path, capsys, where):
+    typo = {"name": "typo", "configs": [QUICK], "args": ["--model.label_smoothng=0.1"]}
+    rows = [{"name": "fine", "configs": [QUICK]}, typo]
+    if where == "data":
+        typo["args"] = []
+    path = write_study(tmp_path, synthetic_data_dir, rows)
+    if where == "data":  # a study-wide mistake: the first row to run names it
+        spec = yaml.safe_load(path.read_text())
+        spec["data"]["val_sise"] = 40
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(SystemExit) as info:
+        main([str(path)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and "\n" not in err, err
+    row, setting = ("typo", "model.label_smoothng") if where == "row args" else (
+        "fine", "data.val_sise")
+    assert err.startswith(f"error: row '{row}': ") and setting in err, err
+    assert err.endswith("; no run was started")
+    assert not (tmp_path / "out").exists()  # no folder, no extra_args.json, no run
+
+
 # --- real tiny studies (each run a subprocess of a few seconds) ------------------------
 
 ROWS = [{"name": "quick K=2", "configs": [QUICK]},
@@ -122,7 +149,7 @@ def test_study_writes_table_and_json(finished_study):
         assert run["train_images"] == 2 * 3 * 16 and run["train_img_per_s"] > 0
         assert run["fit_seconds"] > run["train_seconds"] > 0
         assert f"--config={QUICK}" in run["argv"] and "--seed_everything=0" in run["argv"]
-        assert run["torch_threads"] == max(1, os.cpu_count() // 2)
+        assert run["torch_threads"] == max(1, usable_cores() // 2)
         assert Path(run["best_checkpoint"]).is_file()
         assert Path(run["best_checkpoint"]).is_relative_to(out / "runs")
     routing = rows["quick K=2"]["runs"][0]["routing"]

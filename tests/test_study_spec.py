@@ -8,6 +8,7 @@ import yaml
 
 from cifar_moe.study import runner
 from cifar_moe.study.__main__ import main
+from cifar_moe.study.lock import hold_out_folder
 from cifar_moe.study.runner import child_command, one_line_error, pick_rows, plan, run_study
 from cifar_moe.study.spec import load_study
 
@@ -33,6 +34,8 @@ BAD = {
     "arg not an override": ({"data": {}, "seeds": [0], "rows": [{**GOOD_ROW, "args": [
         "trainer.max_epochs=3"]}]}, "rows[0] args: 'trainer.max_epochs=3' is not"),
     "data not a mapping": ({"data": ["x"], "seeds": [0], "rows": [GOOD_ROW]}, "data:"),
+    "data_dir null": ({"data": {"data_dir": None}, "seeds": [0], "rows": [GOOD_ROW]},
+                      "data data_dir: expected a folder path"),  # not a folder named 'None'
 }
 
 
@@ -52,14 +55,50 @@ def test_bad_study_yaml_is_one_line(case, tmp_path, capsys):
 @pytest.mark.parametrize(("text", "expected"), [
     ("data: [unclosed\n", "not valid YAML"), ("- just a list\n", "expected a mapping"),
     ("data: {}\nseeds: [0]\nout: 5\nrows: [{name: a, configs: [x.yaml]}]\n",
-     "out: expected a folder path")])
+     "out: expected a folder path"),
+    ("1: x\nfoo: y\n", "unknown key 1"),  # keys of mixed types
+    ("data: {}\nseeds: [0]\nrows: [{name: caf\xe9, configs: [x.yaml]}]\n".encode("latin-1"),
+     "not valid YAML")])
 def test_unreadable_study_yaml_is_one_line(text, expected, tmp_path, capsys):
     path = tmp_path / "study.yaml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(SystemExit) as info:
         main([str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
+
+
+def test_second_study_process_on_one_out_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"data": {}, "seeds": [0], "rows": [GOOD_ROW],
+                                    "out": str(out)}))
+    running = hold_out_folder(out)  # what the first study process holds while it runs
+    try:
+        with pytest.raises(SystemExit) as info:
+            main([str(path)])  # it would wipe the first one's half-finished run folders
+    finally:
+        running.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        f"error: another study process is running in {out}; wait for it to end, "
+        "or give another --out"]
+    assert sorted(p.name for p in out.iterdir()) == [".study.lock"]  # nothing else written
+    hold_out_folder(out).close()  # released: the next study process gets the folder
+
+
+@pytest.mark.parametrize("render", [False, True])
+def test_out_that_is_a_file_is_one_line(render, tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"data": {}, "seeds": [0], "rows": [GOOD_ROW]}))
+    taken = tmp_path / "results"
+    taken.write_text("someone's notes")
+    with pytest.raises(SystemExit) as info:
+        main([str(path), "--out", str(taken), *(["--render"] if render else [])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        f"error: out {taken} is a file; give a folder path (the YAML's out or --out)"]
+    assert taken.read_text() == "someone's notes"
 
 
 def test_relative_paths_resolve_against_the_current_folder(tmp_path, monkeypatch):
@@ -136,3 +175,11 @@ def test_row_runs_only_the_named_rows_and_names_the_known_ones(tmp_path, monkeyp
     assert info.value.code == 2 and err == [
         "error: --row 'c' is not a row of s.yaml; use one of 'A row', 'b'"]
     assert not (study.out / "extra_args.json").exists()  # a refused run records nothing
+
+
+def test_threads_per_run_share_the_cores_this_process_may_use(monkeypatch):
+    # e.g. `taskset -c 0-3` on a 64-core host: 2 jobs get 2 threads each, not 32
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 64)
+    assert runner.threads_per_run(2) == 2 and runner.threads_per_run(8) == 1
+    assert runner.threads_per_run(1) is None  # one run alone: torch's own default

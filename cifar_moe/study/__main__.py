@@ -22,7 +22,9 @@ The study YAML (relative paths resolve against the current folder, the repo root
 Each run (row x seed) is ``fit`` then ``test`` of its best-val/acc checkpoint, in a
 subprocess (``cifar_moe.study.child``) with its own folder ``<out>/runs/<row>/seed<k>/``
 (trainer root, ``stdout.log``, ``stderr.log``, then ``result.json`` or ``error.json``).
-A run that crashes is recorded as failed with its one-line error; the study goes on.
+A run that crashes is recorded as failed with its one-line error; the study goes on. A row
+whose arguments the CLI refuses (a mistyped setting or value) stops the study with one line
+before any run starts.
 
 Resume: running the same command again never redoes a run that has ``result.json``;
 half-finished runs (after a kill) and failed runs are wiped and run again. A finished run
@@ -35,12 +37,20 @@ every run finished, 1 when some failed, 2 for a bad study YAML or option (one li
 """
 
 import argparse
+import contextlib
 import sys
 
 from cifar_moe.errors import UserError
+from cifar_moe.study.lock import hold_out_folder
 from cifar_moe.study.report import render
-from cifar_moe.study.runner import check_finished_runs, pick_rows, run_study, settle_extra_args
-from cifar_moe.study.spec import load_study
+from cifar_moe.study.runner import (
+    check_finished_runs,
+    check_row_arguments,
+    pick_rows,
+    run_study,
+    settle_extra_args,
+)
+from cifar_moe.study.spec import Row, Study, load_study
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,23 +76,31 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command; returns the exit status (bad input exits 2 after one ``error:`` line)."""
     opts = _parser().parse_args(argv)
-    try:
-        if opts.jobs < 1:
-            raise UserError(f"--jobs {opts.jobs}: use 1 or more")
-        study = load_study(opts.study, opts.out, opts.extra)  # checks the given --arg too
-        rows = pick_rows(study, opts.rows)  # before anything is written to the out folder
-        extra = settle_extra_args(study.out, opts.extra, opts.render)
-        if extra != opts.extra:  # --render alone: the args recorded by the run
-            study = load_study(opts.study, opts.out, extra)
-            rows = pick_rows(study, opts.rows)
-        if not opts.render:  # after the --arg check, whose message is the more exact one
-            check_finished_runs(study, rows)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if not opts.render:
+    with contextlib.ExitStack() as held:
         try:
-            run_study(study, opts.jobs, rows)
+            if opts.jobs < 1:
+                raise UserError(f"--jobs {opts.jobs}: use 1 or more")
+            study = load_study(opts.study, opts.out, opts.extra)  # checks the given --arg too
+            rows = pick_rows(study, opts.rows)  # before anything is written to the out folder
+            if not opts.render:
+                check_row_arguments(study, rows)
+                held.enter_context(hold_out_folder(study.out))  # until main returns
+            extra = settle_extra_args(study.out, opts.extra, opts.render)
+            if extra != opts.extra:  # --render alone: the args recorded by the run
+                study = load_study(opts.study, opts.out, extra)
+                rows = pick_rows(study, opts.rows)
+            if not opts.render:  # after the --arg check, whose message is the more exact one
+                check_finished_runs(study, rows)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return _run_and_render(study, rows, opts.jobs, opts.render)
+
+
+def _run_and_render(study: Study, rows: list[Row], jobs: int, render_only: bool) -> int:
+    if not render_only:
+        try:
+            run_study(study, jobs, rows)
         except KeyboardInterrupt:
             print("interrupted; run the same command again to resume", file=sys.stderr)
             return 130

@@ -50,11 +50,13 @@ def curve_band(runs: list[dict]) -> dict:
 def last_quarter_gain(curve: list[float]) -> float | None:
     """How much validation accuracy still rose over the run's last quarter: the mean of its
     last 3 values minus the mean of the 3 values where the last quarter starts (a converged
-    run is near 0). None for runs too short to tell (under 8 validations)."""
-    if len(curve) < 8:
+    run is near 0). Under 24 validations the windows shrink (to quarter // 2 values) so that
+    they never overlap. None for runs too short to tell (under 8 validations)."""
+    quarter = len(curve) // 4
+    if quarter < 2:
         return None
-    start = len(curve) - len(curve) // 4
-    return statistics.fmean(curve[-3:]) - statistics.fmean(curve[start:start + 3])
+    window, start = min(3, quarter // 2), len(curve) - quarter
+    return statistics.fmean(curve[-window:]) - statistics.fmean(curve[start:start + window])
 
 
 def aggregate(runs: list[dict]) -> dict:

@@ -108,13 +108,30 @@ def check_finished_runs(study: Study, rows: list[Row]) -> None:
             "those run folders away to run them again")
 
 
+def fit_args(study: Study, run: Run) -> list[str]:
+    """The run's ``fit`` arguments: configs first (later args override them), seed last."""
+    return [*(f"--config={c}" for c in run.row.configs), *study.data_args(), *study.args,
+            *run.row.args, f"--seed_everything={run.seed}"]
+
+
 def child_command(study: Study, run: Run, threads: int | None) -> list[str]:
-    """The child's full argv: configs first (later args override them), forced flags last."""
+    """The child's full argv: the run's ``fit`` arguments, then the forced flags."""
     thread_args = ["--threads", str(threads)] if threads else []
     return [sys.executable, "-m", "cifar_moe.study.child", "--run-dir", str(run.folder),
-            *thread_args, "--", *(f"--config={c}" for c in run.row.configs),
-            *study.data_args(), *study.args, *run.row.args,
-            f"--seed_everything={run.seed}", "--trainer.enable_progress_bar=false"]
+            *thread_args, "--", *fit_args(study, run), "--trainer.enable_progress_bar=false"]
+
+
+def check_row_arguments(study: Study, rows: list[Row]) -> None:
+    """Stop before anything is written when the CLI would refuse a row's arguments (a
+    mistyped setting or value), rather than fail each of its runs in turn."""
+    from cifar_moe.cli import argument_problem  # torch and Lightning: only when runs are due
+
+    for row in rows:
+        todo = [run for run in plan(study)
+                if run.row == row and not (run.folder / RESULT).is_file()]
+        problem = argument_problem(["fit", *fit_args(study, todo[0])]) if todo else None
+        if problem:
+            raise UserError(f"row {row.name!r}: {problem}; no run was started")
 
 
 def one_line_error(stderr: str, returncode: int) -> str:
@@ -133,7 +150,14 @@ def one_line_error(stderr: str, returncode: int) -> str:
 
 def threads_per_run(jobs: int) -> int | None:
     """Torch threads per child when runs share the cores; None (torch's default) for one."""
-    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    return max(1, usable_cores() // jobs) if jobs > 1 else None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), not the host's."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def execute(study: Study, run: Run, threads: int | None) -> dict | None:

@@ -59,12 +59,17 @@ def load_study(path: str | Path, out: str | Path | None = None,
     _check_keys(raw, TOP_KEYS, {"data", "seeds", "rows"}, where)
     data = _mapping(raw["data"], f"{where} data")
     if "data_dir" in data:
-        data["data_dir"] = str(Path(str(data["data_dir"])).resolve())
+        if not isinstance(data["data_dir"], str) or not data["data_dir"]:
+            raise UserError(f"{where} data data_dir: expected a folder path, "
+                            "e.g. ../shared/data/cifar-10-mini")
+        data["data_dir"] = str(Path(data["data_dir"]).resolve())
     seeds = _seeds(raw["seeds"], f"{where} seeds")
     default_out = Path("lightning_logs") / "studies" / path.stem
     if not isinstance(raw.get("out") or "", str):
         raise UserError(f"{where} out: expected a folder path, e.g. lightning_logs/studies/mine")
     out_dir = Path(out or raw.get("out") or default_out).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"out {out_dir} is a file; give a folder path (the YAML's out or --out)")
     args = _args(raw.get("args", []), f"{where} args") + _args(list(extra_args or []), "--arg")
     rows = _rows(raw["rows"], seeds, where)
     return Study(path.resolve(), data, seeds, out_dir, args, rows)
@@ -74,17 +79,19 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"study {path}: file not found; pass the path of a study YAML")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         gist = " ".join(str(err).split())[:200]
         raise UserError(f"study {path}: not valid YAML ({gist}); fix the syntax") from None
+    except OSError as err:
+        raise UserError(f"study {path}: cannot be read ({err.strerror}); check it") from None
     if not isinstance(raw, dict):
         raise UserError(f"study {path}: expected a mapping with keys data, seeds, rows")
     return raw
 
 
 def _check_keys(raw: dict, allowed: set, required: set, where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(raw) - allowed, key=str)  # a YAML key may be a number or a bool
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r}; "
                         f"use only {', '.join(sorted(allowed))}")
