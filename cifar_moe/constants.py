@@ -26,6 +26,9 @@ IMAGE_SHAPE: tuple[int, int, int] = (3, 32, 32)
 BATCH_FOLDER = "cifar-10-batches-py"
 """Name of the extracted folder inside ``data_dir``."""
 
+TARBALL = "cifar-10-python.tar.gz"
+"""The archive the dataset ships as; it holds ``BATCH_FOLDER``."""
+
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"

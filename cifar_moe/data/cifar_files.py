@@ -14,6 +14,7 @@ from cifar_moe.constants import (
     CIFAR10_CLASSES,
     IMAGE_SHAPE,
     META_FILE,
+    TARBALL,
     TEST_BATCH,
     TRAIN_BATCHES,
 )
@@ -26,7 +27,7 @@ def _fix(path: Path) -> str:
     """What to do about a bad file: the data_dir is two levels up from it."""
     data_dir = path.resolve().parent.parent
     return (
-        f"re-extract cifar-10-python.tar.gz into {data_dir}, "
+        f"re-extract {TARBALL} into {data_dir}, "
         "or point data.data_dir at a good copy"
     )
 

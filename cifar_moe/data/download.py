@@ -11,12 +11,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from cifar_moe.constants import BATCH_FOLDER
+from cifar_moe.constants import BATCH_FOLDER, TARBALL
 from cifar_moe.errors import UserError
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_URL = f"https://www.cs.toronto.edu/~kriz/{TARBALL}"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-TARBALL = "cifar-10-python.tar.gz"
 NETWORK_TIMEOUT_S = 10.0
 
 
