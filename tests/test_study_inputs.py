@@ -86,6 +86,20 @@ def test_changed_recipe_file_stops_the_study_in_one_line(project, capsys):
     assert (out / "runs" / "recipe" / "seed0" / RESULT).is_file()  # nothing was lost
 
 
+def test_render_says_when_finished_runs_are_of_an_older_recipe(project, capsys):
+    result = {"test_acc": 0.5, "val_acc_curve": [0.4, 0.5], "val_epochs": [0, 1],
+              "best_val_acc": 0.5, "best_epoch": 1, "epochs_run": 2, "fit_seconds": 1.0,
+              "train_img_per_s": 10.0, "routing": {}}
+    (plan(load_study(project))[0].folder / RESULT).write_text(json.dumps(result))
+    (project.parent / "configs" / "recipe.yaml").write_text(RECIPE.replace("2", "3"))
+    capsys.readouterr()
+    main([str(project), "--render"])  # the tables of what the folders hold, with a warning
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: 1 finished run in "), err
+    assert "(recipe, seed 0: configs/recipe.yaml changed)" in err[0]
+    assert (project.parent / "out" / "results.md").is_file()
+
+
 def test_a_changed_preset_named_by_the_recipe_is_seen(project, capsys):
     preset = project.parent / "configs" / "presets" / "tiny.yaml"
     preset.write_text(PRESET.replace("num_experts: 2", "num_experts: 4"))

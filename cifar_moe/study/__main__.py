@@ -91,10 +91,20 @@ def main(argv: list[str] | None = None) -> int:
                 rows = pick_rows(study, opts.rows)
             if not opts.render:  # after the --arg check, whose message is the more exact one
                 check_finished_runs(study, rows)
+            else:
+                _warn_if_stale(study, rows)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         return _run_and_render(study, rows, opts.jobs, opts.render)
+
+
+def _warn_if_stale(study: Study, rows: list[Row]) -> None:
+    """--render shows what the folders hold; it says so when that is an older recipe."""
+    try:
+        check_finished_runs(study, rows)
+    except UserError as err:
+        print(f"warning: {err}", file=sys.stderr)
 
 
 def _run_and_render(study: Study, rows: list[Row], jobs: int, render_only: bool) -> int:
