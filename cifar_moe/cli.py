@@ -119,8 +119,13 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CifarMoeCLI:
 
 
 def argument_problem(args: list[str]) -> str | None:
-    """Why ``cli_main(args)`` would stop before training, as its one line; None when the
-    arguments parse and pass the settings' checks. Builds nothing and trains nothing."""
+    """The one line with which ``cli_main(args)`` would refuse its arguments (a mistyped
+    setting or value, a setting its checks reject); None when they pass. Only parses and
+    checks: no folder, seed, network, data or trainer. Problems found later (a missing
+    data_dir, an absent GPU) still stop the run itself."""
+    shown = [a for a in args if a in ("-h", "--help") or str(a).startswith("--print_config")]
+    if shown:  # they print and exit instead of running
+        return f"{shown[0]} would print and exit instead of running; remove it"
     try:
         with warnings.catch_warnings():  # the caller's own sys.argv is not a mistake here
             warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
@@ -129,8 +134,6 @@ def argument_problem(args: list[str]) -> str | None:
         return None
     except (UserError, ArgumentError) as err:
         return _one_line(err)
-    except SystemExit as stop:  # --help or --print_config among the arguments
-        return f"the arguments print and exit (status {stop.code}); remove --help/--print_config"
     return None
 
 
@@ -166,12 +169,14 @@ class _Parsed(Exception):
 
 
 class _ParseOnlyCLI(CifarMoeCLI):
-    """The CLI up to the end of its checks of the settings: no seed, network, data or run."""
+    """The CLI up to the end of its checks of the settings: no folder, seed, network, data
+    or run."""
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        ckpt.preflight(self.config[subcommand] if subcommand else self.config, subcommand)
+        config = self.config[subcommand] if subcommand else self.config
+        ckpt.preflight(config, subcommand, folders=False)
         raise _Parsed
 
 

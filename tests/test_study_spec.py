@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cifar_moe.errors import UserError
 from cifar_moe.study import runner
 from cifar_moe.study.__main__ import main
 from cifar_moe.study.lock import hold_out_folder
@@ -183,3 +184,31 @@ def test_threads_per_run_share_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 64)
     assert runner.threads_per_run(2) == 2 and runner.threads_per_run(8) == 1
     assert runner.threads_per_run(1) is None  # one run alone: torch's own default
+
+
+def test_row_check_parses_the_runs_own_argv_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "not" / "created"  # the run's own folder overrides it
+    Path("s.yaml").write_text(yaml.safe_dump({"data": {}, "seeds": [0], "rows": [
+        {"name": "a", "configs": [QUICK], "args": [f"--trainer.default_root_dir={elsewhere}"]}]}))
+    study = load_study("s.yaml")
+    runner.check_row_arguments(study, study.rows)  # passes: what the child would run
+    assert not elsewhere.parent.exists() and not study.out.exists()
+
+
+def test_help_in_a_row_is_one_line_and_prints_nothing_else(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("s.yaml").write_text(yaml.safe_dump({"data": {}, "seeds": [0], "rows": [
+        {"name": "a", "configs": [QUICK], "args": ["--print_config"]}]}))
+    with pytest.raises(SystemExit) as info:
+        main(["s.yaml"])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and captured.out == ""
+    assert captured.err.strip() == ("error: row 'a': --print_config would print and exit "
+                                    "instead of running; remove it; no run was started")
+
+
+def test_out_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "notes").write_text("a file where a folder would go")
+    with pytest.raises(UserError, match=r"^out .*/notes/out cannot be written \(Not a direc"):
+        hold_out_folder(tmp_path / "notes" / "out")

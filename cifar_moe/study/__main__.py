@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:  # during the checks: nothing ran yet
+            print("interrupted before any run", file=sys.stderr)
+            return 130
         return _run_and_render(study, rows, opts.jobs, opts.render)
 
 

@@ -50,6 +50,12 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def fit_argv(run_dir: Path, cli_args: list[str]) -> list[str]:
+    """The run's whole ``cli_main`` argv: its fit args, then its folder and the recorder."""
+    return ["fit", *cli_args, f"--trainer.default_root_dir={run_dir}",
+            f"--trainer.callbacks+={RECORDER}"]
+
+
 def run(run_dir: Path, cli_args: list[str]) -> dict:
     """Fit with the recorder attached, test the best-val/acc checkpoint; the numbers."""
     import torch
@@ -58,8 +64,7 @@ def run(run_dir: Path, cli_args: list[str]) -> dict:
     from cifar_moe.study.recorder import RunRecorder
 
     start = time.perf_counter()
-    cli = cli_main(["fit", *cli_args, f"--trainer.default_root_dir={run_dir}",
-                    f"--trainer.callbacks+={RECORDER}"])
+    cli = cli_main(fit_argv(run_dir, cli_args))
     fit_seconds = time.perf_counter() - start
     recorder = next(cb for cb in cli.trainer.callbacks if isinstance(cb, RunRecorder))
     best_path = cli.trainer.checkpoint_callback.best_model_path

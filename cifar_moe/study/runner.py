@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar_moe.errors import UserError
-from cifar_moe.study.child import write_json_atomic
+from cifar_moe.study.child import fit_argv, write_json_atomic
 from cifar_moe.study.inputs import INPUTS, recorded_inputs, run_inputs, what_changed
 from cifar_moe.study.spec import Row, Study
 
@@ -109,16 +109,16 @@ def check_finished_runs(study: Study, rows: list[Row]) -> None:
 
 
 def fit_args(study: Study, run: Run) -> list[str]:
-    """The run's ``fit`` arguments: configs first (later args override them), seed last."""
+    """The run's ``fit`` arguments: configs first (later args override them), forced last."""
     return [*(f"--config={c}" for c in run.row.configs), *study.data_args(), *study.args,
-            *run.row.args, f"--seed_everything={run.seed}"]
+            *run.row.args, f"--seed_everything={run.seed}", "--trainer.enable_progress_bar=false"]
 
 
 def child_command(study: Study, run: Run, threads: int | None) -> list[str]:
-    """The child's full argv: the run's ``fit`` arguments, then the forced flags."""
+    """The child's full argv: its own options, then the run's ``fit`` arguments."""
     thread_args = ["--threads", str(threads)] if threads else []
     return [sys.executable, "-m", "cifar_moe.study.child", "--run-dir", str(run.folder),
-            *thread_args, "--", *fit_args(study, run), "--trainer.enable_progress_bar=false"]
+            *thread_args, "--", *fit_args(study, run)]
 
 
 def check_row_arguments(study: Study, rows: list[Row]) -> None:
@@ -129,7 +129,8 @@ def check_row_arguments(study: Study, rows: list[Row]) -> None:
     for row in rows:
         todo = [run for run in plan(study)
                 if run.row == row and not (run.folder / RESULT).is_file()]
-        problem = argument_problem(["fit", *fit_args(study, todo[0])]) if todo else None
+        problem = (argument_problem(fit_argv(todo[0].folder, fit_args(study, todo[0])))
+                   if todo else None)
         if problem:
             raise UserError(f"row {row.name!r}: {problem}; no run was started")
 

@@ -12,9 +12,13 @@ MONITORABLE = ("val/acc", "val/loss", "train/acc", "train/loss", "train/mixing",
 PER_CLASS_PREFIX = "val/acc_class/"
 
 
-def preflight(config, subcommand: str | None) -> None:
-    """One line per problem with a subcommand's settings, raised as :class:`UserError`."""
-    check_writable("trainer.default_root_dir", config.trainer.default_root_dir or ".")
+def preflight(config, subcommand: str | None, folders: bool = True) -> None:
+    """One line per problem with a subcommand's settings, raised as :class:`UserError`.
+
+    ``folders=False`` leaves out the output folders' check, which creates them.
+    """
+    check = check_writable if folders else lambda setting, folder: None
+    check("trainer.default_root_dir", config.trainer.default_root_dir or ".")
     if subcommand in ("test", "validate") and not config.get("ckpt_path"):
         print(f"warning: {subcommand} without --ckpt_path reports untrained (random) weights; "
               "pass --ckpt_path <run>/checkpoints/best-*.ckpt", file=sys.stderr)
@@ -27,9 +31,9 @@ def preflight(config, subcommand: str | None) -> None:
     if checkpoint is not None:
         _check_monitor(checkpoint.get("monitor"))
         if checkpoint.get("dirpath"):
-            check_writable("checkpoint.dirpath", checkpoint.dirpath)
+            check("checkpoint.dirpath", checkpoint.dirpath)
     for save_dir in _logger_save_dirs(config.trainer.get("logger")):
-        check_writable("trainer.logger save_dir", save_dir)
+        check("trainer.logger save_dir", save_dir)
 
 
 def _check_monitor(monitor: str | None) -> None:
