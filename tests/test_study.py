@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from study_records import result_record
 from tiny_run import TINY_NET
 
 from cifar_moe.study.__main__ import main
@@ -42,13 +43,6 @@ def write_study(folder: Path, data_dir, rows: list[dict], seeds=(0,), **extra) -
     return path
 
 
-def _result(acc: float, curve: list[float], routing: dict | None = None) -> dict:
-    return {"test_acc": acc, "val_acc_curve": curve, "val_epochs": list(range(len(curve))),
-            "best_val_acc": max(curve), "best_epoch": curve.index(max(curve)),
-            "epochs_run": len(curve), "fit_seconds": 10.0, "train_img_per_s": 100.0,
-            "routing": routing or {}}
-
-
 def test_last_quarter_gain_tells_a_converged_curve_from_a_rising_one():
     flat = [0.1 * i for i in range(6)] + [0.7] * 14  # 20 epochs, flat from epoch 6
     rising = [0.03 * i for i in range(20)]
@@ -70,10 +64,10 @@ def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
     for seed, acc in ((0, 0.30), (1, 0.40)):
         (runs / "two" / f"seed{seed}").mkdir(parents=True)
         (runs / "two" / f"seed{seed}" / "result.json").write_text(
-            json.dumps(_result(acc, [0.1, acc], route)))
+            json.dumps(result_record(acc, [0.1, acc], route)))
     for row in ("one", "half"):
         (runs / row / "seed0").mkdir(parents=True)
-        (runs / row / "seed0" / "result.json").write_text(json.dumps(_result(0.25, [0.2])))
+        (runs / row / "seed0" / "result.json").write_text(json.dumps(result_record(0.25, [0.2])))
     (runs / "half" / "seed1").mkdir(parents=True)
     (runs / "half" / "seed1" / "error.json").write_text(json.dumps({"error": "out of | luck"}))
     assert main([str(path), "--render"]) == 1  # a failed run is there

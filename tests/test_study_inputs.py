@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from study_records import result_record
 
 from cifar_moe.errors import UserError
 from cifar_moe.study.__main__ import main
@@ -87,10 +88,8 @@ def test_changed_recipe_file_stops_the_study_in_one_line(project, capsys):
 
 
 def test_render_says_when_finished_runs_are_of_an_older_recipe(project, capsys):
-    result = {"test_acc": 0.5, "val_acc_curve": [0.4, 0.5], "val_epochs": [0, 1],
-              "best_val_acc": 0.5, "best_epoch": 1, "epochs_run": 2, "fit_seconds": 1.0,
-              "train_img_per_s": 10.0, "routing": {}}
-    (plan(load_study(project))[0].folder / RESULT).write_text(json.dumps(result))
+    record = json.dumps(result_record(0.5, [0.4, 0.5]))
+    (plan(load_study(project))[0].folder / RESULT).write_text(record)
     (project.parent / "configs" / "recipe.yaml").write_text(RECIPE.replace("2", "3"))
     capsys.readouterr()
     main([str(project), "--render"])  # the tables of what the folders hold, with a warning

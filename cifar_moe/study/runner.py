@@ -126,13 +126,14 @@ def check_row_arguments(study: Study, rows: list[Row]) -> None:
     mistyped setting or value), rather than fail each of its runs in turn."""
     from cifar_moe.cli import argument_problem  # torch and Lightning: only when runs are due
 
-    for row in rows:
-        todo = [run for run in plan(study)
-                if run.row == row and not (run.folder / RESULT).is_file()]
-        problem = (argument_problem(fit_argv(todo[0].folder, fit_args(study, todo[0])))
-                   if todo else None)
+    first_todo = {}  # row -> its first run still to do (every seed parses alike)
+    for run in plan(study):
+        if run.row in rows and not (run.folder / RESULT).is_file():
+            first_todo.setdefault(run.row.name, run)
+    for run in first_todo.values():
+        problem = argument_problem(fit_argv(run.folder, fit_args(study, run)))
         if problem:
-            raise UserError(f"row {row.name!r}: {problem}; no run was started")
+            raise UserError(f"row {run.row.name!r}: {problem}; no run was started")
 
 
 def one_line_error(stderr: str, returncode: int) -> str:
