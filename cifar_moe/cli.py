@@ -16,6 +16,7 @@ from cifar_moe.data.datamodule import CIFAR10DataModule
 from cifar_moe.errors import UserError
 from cifar_moe.routing.callbacks import RoutingAnalytics, TemperatureSchedule
 from cifar_moe.run_folder import RunConfigSaver, run_logger
+from cifar_moe.selection import BEST_PREFIX, SELECT_METRIC
 from cifar_moe.training import auto_settings
 from cifar_moe.training import checkpointing as ckpt
 from cifar_moe.training.callbacks import PerClassMetrics
@@ -38,10 +39,10 @@ class CifarMoeCLI(LightningCLI):
         parser.add_lightning_class_args(ckpt.EpochCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/acc",
+                "checkpoint.monitor": SELECT_METRIC,
                 "checkpoint.mode": "max",
                 "checkpoint.save_last": True,
-                "checkpoint.filename": "best-{epoch:03d}",
+                "checkpoint.filename": BEST_PREFIX + "{epoch:03d}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cifar_moe.selection import BEST_PREFIX
+
 
 def logs_root(start: str | Path | None = None) -> Path:
     """The ``lightning_logs`` folder of the project a notebook or script runs in.
@@ -43,7 +45,7 @@ def best_checkpoint(run_dir: str | Path) -> Path:
     checkpoint callback recorded as best is returned, not the latest epoch.
     """
     ckpts = Path(run_dir) / "checkpoints"
-    best = sorted(ckpts.glob("best-*.ckpt"))
+    best = sorted(ckpts.glob(f"{BEST_PREFIX}*.ckpt"))
     if len(best) > 1:
         recorded = _recorded_best(ckpts)
         if recorded is not None:
@@ -76,7 +78,7 @@ def _recorded_best(ckpts: Path) -> Path | None:
             # Recorded as an absolute path of the machine that trained; the name is enough.
             # Only the callback that writes best-*.ckpt counts, not one a user added.
             named = ckpts / Path(state["best_model_path"]).name
-            if named.name.startswith("best-") and named.is_file():
+            if named.name.startswith(BEST_PREFIX) and named.is_file():
                 return named
     return None
 

@@ -4,6 +4,8 @@ import time
 
 import lightning as L
 
+from cifar_moe.selection import SELECT_METRIC
+
 
 class RunRecorder(L.Callback):
     """Records, during ``fit``, what a study reports about one run.
@@ -42,8 +44,8 @@ class RunRecorder(L.Callback):
         # Lightning has moved this validation's epoch metrics into callback_metrics by now.
         if not trainer.sanity_checking:
             metrics = trainer.callback_metrics
-            if "val/acc" in metrics:
-                self.val_acc.append(float(metrics["val/acc"]))
+            if SELECT_METRIC in metrics:
+                self.val_acc.append(float(metrics[SELECT_METRIC]))
                 self.val_epochs.append(trainer.current_epoch)
             self.routing = {k: float(v) for k, v in metrics.items() if k.startswith("route/")}
         if self._in_epoch:

@@ -11,6 +11,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from cifar_moe.selection import SELECT_METRIC
+
 HPARAM_METRICS = ("val/acc_best", "test/acc")
 """The metric columns of the HParams tab; their values are the runs' last scalars."""
 
@@ -39,7 +41,7 @@ class RunSummary(L.Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # By now Lightning has moved this validation's epoch values into callback_metrics.
-        acc = trainer.callback_metrics.get("val/acc")
+        acc = trainer.callback_metrics.get(SELECT_METRIC)
         if trainer.sanity_checking or acc is None or trainer.state.fn != "fit":
             return
         if self.best_acc is None or float(acc) > self.best_acc:

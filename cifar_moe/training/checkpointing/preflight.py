@@ -5,8 +5,9 @@ import tempfile
 from pathlib import Path
 
 from cifar_moe.errors import UserError
+from cifar_moe.selection import SELECT_METRIC
 
-MONITORABLE = ("val/acc", "val/loss", "train/acc", "train/loss", "train/mixing",
+MONITORABLE = (SELECT_METRIC, "val/loss", "train/acc", "train/loss", "train/mixing",
                "train/aux_loss")
 """Epoch metrics the module logs; ``val/acc_class/<name>`` is monitorable too."""
 PER_CLASS_PREFIX = "val/acc_class/"
