@@ -75,6 +75,11 @@ BEFORE_TRAINING = {  # case: (extra arguments given the tmp_path, text the line 
     "max_epochs 0": (lambda t: ["--trainer.max_epochs=0"], "trainer.max_epochs is 0"),
     "focal_gamma < 0": (lambda t: ["--model.loss=focal", "--model.focal_gamma=-1"],
                         "model.focal_gamma"),
+    # Silently unused before: the run trained plain cross-entropy.
+    "focal_gamma with CE": (lambda t: ["--model.focal_gamma=3"],
+                            "only used by loss: focal"),
+    "focal_form with CE": (lambda t: ["--model.focal_form=smoothed_ce"],
+                           "only used by loss: focal"),
     "OneCycle, max_epochs -1": (lambda t: ["--trainer.max_epochs=-1"], "known length"),
     # 1 epoch x 4 batches x pct_start 0.25: a one-step warm-up (ZeroDivisionError before).
     "OneCycle, too few steps": (lambda t: ["--trainer.max_epochs=1"], "warm-up"),

@@ -53,6 +53,10 @@ def cross_entropy_loss(label_smoothing: float = 0.0):
 
 FocalForm = Literal["per_class", "smoothed_ce"]
 LossName = Literal["cross_entropy", "focal"]
+FOCAL_GAMMA: float = 2.0
+"""Default focusing parameter; a cross-entropy run must leave it so."""
+FOCAL_FORM: FocalForm = "per_class"
+"""Default focal form (the report's); a cross-entropy run must leave it so."""
 
 
 class FocalLoss(nn.Module):
@@ -130,4 +134,8 @@ def build_loss(loss: LossName, class_names: Sequence[str], label_smoothing: floa
         return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights, focal_form)
     if class_weights:
         raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
+    # A changed focal setting with cross-entropy would train something other than asked for.
+    if focal_gamma != FOCAL_GAMMA or focal_form != FOCAL_FORM:
+        raise UserError("model.focal_gamma and model.focal_form are only used by loss: focal; "
+                        "remove them or set model.loss: focal")
     return cross_entropy_loss(label_smoothing)

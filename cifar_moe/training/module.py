@@ -23,7 +23,7 @@ from cifar_moe.training.auto_settings import (
     settle,
 )
 from cifar_moe.training.checkpointing import rng_states, set_rng_states
-from cifar_moe.training.losses import FocalForm, LossName, build_loss
+from cifar_moe.training.losses import FOCAL_FORM, FOCAL_GAMMA, FocalForm, LossName, build_loss
 from cifar_moe.training.mixing import BatchMixer
 from cifar_moe.training.schedules import scheduler_config
 from cifar_moe.training.tta import TTAMode, tta_logits
@@ -70,8 +70,8 @@ class LitClassifier(L.LightningModule):
         class_names: Sequence[str] = CIFAR10_CLASSES,
         loss: LossName = "cross_entropy",
         label_smoothing: float = 0.0,
-        focal_gamma: float = 2.0,
-        focal_form: FocalForm = "per_class",
+        focal_gamma: float = FOCAL_GAMMA,
+        focal_form: FocalForm = FOCAL_FORM,
         class_weights: dict[str, float] | None = None,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
