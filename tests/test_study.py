@@ -87,13 +87,15 @@ def test_render_aggregates_marks_single_seeds_and_failures(tmp_path):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("where", ["row args", "data"])
+@pytest.mark.parametrize("where", ["row args", "data", "loss setting"])
 def test_mistyped_setting_stops_the_study_before_anything_is_written(
         synthetic_data_dir, tmp_path, capsys, where):
     typo = {"name": "typo", "configs": [QUICK], "args": ["--model.label_smoothng=0.1"]}
     rows = [{"name": "fine", "configs": [QUICK]}, typo]
     if where == "data":
         typo["args"] = []
+    if where == "loss setting":  # parses, but cross-entropy would ignore it (pre-flight)
+        typo["args"] = ["--model.focal_gamma=3"]
     path = write_study(tmp_path, synthetic_data_dir, rows)
     if where == "data":  # a study-wide mistake: the first row to run names it
         spec = yaml.safe_load(path.read_text())
@@ -103,8 +105,9 @@ def test_mistyped_setting_stops_the_study_before_anything_is_written(
         main([str(path)])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and "\n" not in err, err
-    row, setting = ("typo", "model.label_smoothng") if where == "row args" else (
-        "fine", "data.val_sise")
+    row, setting = {"row args": ("typo", "model.label_smoothng"),
+                    "data": ("fine", "data.val_sise"),
+                    "loss setting": ("typo", "model.focal_gamma")}[where]
     assert err.startswith(f"error: row '{row}': ") and setting in err, err
     assert err.endswith("; no run was started")
     assert not (tmp_path / "out").exists()  # no folder, no extra_args.json, no run

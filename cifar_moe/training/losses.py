@@ -123,19 +123,28 @@ def build_loss(loss: LossName, class_names: Sequence[str], label_smoothing: floa
                focal_gamma: float, class_weights: Mapping[str, float] | None,
                focal_form: FocalForm):
     """The training loss for ``LitClassifier``'s settings; bad values stop with one line."""
+    check_loss_settings(loss, label_smoothing, focal_gamma, focal_form, bool(class_weights))
+    weights = class_weight_vector(class_weights, class_names)
+    if loss == "focal":
+        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights, focal_form)
+    return cross_entropy_loss(label_smoothing)
+
+
+def check_loss_settings(loss: str, label_smoothing: float, focal_gamma: float,
+                        focal_form: str, class_weighted: bool) -> None:
+    """One line for loss settings that cannot train as asked; the CLI's pre-flight (which a
+    study makes for every row before any run) and ``build_loss`` both call it."""
     if loss not in get_args(LossName):  # the CLI checks it; a notebook's LitClassifier does not
         raise UserError(f"model.loss is {loss!r}; use {' or '.join(get_args(LossName))}")
     if not 0.0 <= label_smoothing < 1.0:
         raise UserError(f"model.label_smoothing is {label_smoothing}; use a value in [0, 1)")
     if focal_gamma < 0:
         raise UserError(f"model.focal_gamma is {focal_gamma}; use 0 (cross-entropy) or more")
-    weights = class_weight_vector(class_weights, class_names)
     if loss == "focal":
-        return FocalLoss(len(class_names), focal_gamma, label_smoothing, weights, focal_form)
-    if class_weights:
+        return
+    if class_weighted:
         raise UserError("model.class_weights is only used by loss: focal; remove it or switch")
     # A changed focal setting with cross-entropy would train something other than asked for.
     if focal_gamma != FOCAL_GAMMA or focal_form != FOCAL_FORM:
         raise UserError("model.focal_gamma and model.focal_form are only used by loss: focal; "
                         "remove them or set model.loss: focal")
-    return cross_entropy_loss(label_smoothing)

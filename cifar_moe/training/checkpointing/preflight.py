@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cifar_moe.errors import UserError
 from cifar_moe.selection import SELECT_METRIC
+from cifar_moe.training.losses import check_loss_settings
 
 MONITORABLE = (SELECT_METRIC, "val/loss", "train/acc", "train/loss", "train/mixing",
                "train/aux_loss")
@@ -25,6 +26,9 @@ def preflight(config, subcommand: str | None, folders: bool = True) -> None:
               "pass --ckpt_path <run>/checkpoints/best-*.ckpt", file=sys.stderr)
     if subcommand != "fit":
         return
+    model = config.model
+    check_loss_settings(model.loss, model.label_smoothing, model.focal_gamma, model.focal_form,
+                        bool(model.class_weights))
     if config.trainer.max_epochs == 0:
         raise UserError("trainer.max_epochs is 0, so nothing would train; use 1 or more "
                         "(-1 runs until stopped)")
