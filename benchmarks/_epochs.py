@@ -18,8 +18,8 @@ from _checkout import CONFIG_DIR
 from _timing import device_name, forward_flops, mfu, peak_memory_mb, synthetic_train_rate
 from lightning.pytorch.callbacks import Callback
 
-from cifar_moe.cli import cli_main
-from cifar_moe.constants import BATCH_FOLDER, META_FILE, TEST_BATCH, TRAIN_BATCHES
+from cifar_moe.cli.main import cli_main
+from cifar_moe.core.constants import BATCH_FOLDER, META_FILE, TEST_BATCH, TRAIN_BATCHES
 from cifar_moe.data.cifar_files import read_split
 
 TRAIN_IMAGES = 50_000  # a full CIFAR-10 epoch; the rest of the tiled set is validation

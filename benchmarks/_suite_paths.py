@@ -27,9 +27,9 @@ from _timing import (
     synthetic_train_rate,
 )
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
+from cifar_moe.core.hardware import facts_for_device, settle
 from cifar_moe.data import write_synthetic_cifar
-from cifar_moe.training.auto_settings import facts_for_device, settle
 
 ROWS = {  # row: the configs layered for it, as a user layers them
     "seed_a": ["mixup_cosine"],

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from _checkout import CONFIG_DIR, DEFAULT_SLICE_DIR, SLICE_ENV
+from _checkout import CONFIG_DIR, DEFAULT_SLICE_DIR
 
-from cifar_moe.constants import BATCH_FOLDER
+from cifar_moe.core.constants import BATCH_FOLDER
 from cifar_moe.data import AugmentSettings, CIFAR10DataModule, write_synthetic_cifar
 from cifar_moe.models import MoENet
 
@@ -81,7 +81,7 @@ def model_rate(steps: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=DEFAULT_SLICE_DIR,
-                        help=f"data_dir holding cifar-10-batches-py/ (default: ${SLICE_ENV}, "
+                        help="data_dir holding cifar-10-batches-py/ (default: $CIFAR_MOE_DATA, "
                              "else the real slice beside the checkout)")
     args = parser.parse_args()
     torch.set_num_threads(2)

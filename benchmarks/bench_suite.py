@@ -4,7 +4,7 @@
     python benchmarks/bench_suite.py --tiled 10 --epochs 2 --recipes focal_onecycle
     python benchmarks/bench_suite.py                       # data paths, about 4 min on 2 CPUs
 
-``--tiled R``: the real slice (``--data-dir``; default ``$CIFAR_MOE_SLICE_DIR``, else
+``--tiled R``: the real slice (``--data-dir``; default ``$CIFAR_MOE_DATA``, else
 ../shared/data/cifar-10-mini; 5,085 training images) repeated R times in a temporary folder
 (timing only: the copies are identical); with R = 10 the training set is 50,000 images and
 the other 850 are the validation split. Each recipe runs
@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _checkout import DEFAULT_SLICE_DIR, SLICE_ENV
+from _checkout import DEFAULT_SLICE_DIR
 from _epochs import run_child, write_tiled
 from _suite_paths import path_rows, row_child
 
@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tiled", type=int, metavar="R",
                         help="measure whole epochs on the real slice repeated R times")
     parser.add_argument("--data-dir", default=DEFAULT_SLICE_DIR,
-                        help=f"with --tiled: the real slice's data_dir (default: ${SLICE_ENV}, "
+                        help="with --tiled: the real slice's data_dir (default: $CIFAR_MOE_DATA, "
                              "else the one beside the checkout)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per recipe with --tiled: the first + steady ones (>= 2)")

@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 
 
 class StepProfiler(Callback):

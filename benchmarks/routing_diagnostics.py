@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from cifar_moe.cli import cli_main
+from cifar_moe.analysis.routing.stats import summarize
+from cifar_moe.cli.main import cli_main
 from cifar_moe.models.router import find_routers
-from cifar_moe.routing.stats import summarize
 
 VARIANTS = {
     "default": [],

@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -56,7 +56,7 @@ def main(mode: str, data_dir: str, run_dir: str) -> None:
     ], run=False)
     cli.trainer.fit(cli.model, cli.datamodule)
     os.rename = _cross_device_rename
-    last, best = ckpts / "last.ckpt", ckpts / "best-000.ckpt"
+    last, best = ckpts / "last.ckpt", ckpts / "best-001.ckpt"
     if mode == "full":
         _fill_folder_after(ckpts, last.stat().st_size // 2)
         try:

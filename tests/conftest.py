@@ -1,18 +1,19 @@
 """Shared fixtures: a generated CIFAR folder (runs anywhere) and the real slice (CI has it)."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-from cifar_moe.constants import BATCH_FOLDER, TEST_BATCH
+from cifar_moe.core.constants import BATCH_FOLDER, TEST_BATCH
+from cifar_moe.data.download import DATA_ENV, env_data_dir, resolve_data_dir
 from cifar_moe.data.synthetic import write_synthetic_cifar
 
-SLICE_ENV = "CIFAR_MOE_SLICE_DIR"
-"""Environment variable naming the real slice's data_dir, where it is not beside the checkout."""
+SLICE_ENV = DATA_ENV
+"""The variable the CLI and notebooks read (CIFAR_MOE_DATA; the old CIFAR_MOE_SLICE_DIR is
+read as a fallback), naming the real slice's data_dir where it is not beside the checkout."""
 
-REAL_SLICE_DIR = Path(os.environ.get(SLICE_ENV)
-                      or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-mini")
+REAL_SLICE_DIR = resolve_data_dir(
+    env_data_dir() or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-mini")
 """data_dir of the real 10% slice (5,085 train / 500 test images): ../shared/... by default."""
 
 

@@ -8,10 +8,8 @@ import torch
 import yaml
 from tiny_run import TINY_NET
 
-from cifar_moe.cli import cli_main
-from cifar_moe.data import CIFAR10DataModule
-from cifar_moe.models import MoENet
-from cifar_moe.training.auto_settings import (
+from cifar_moe.cli.main import cli_main
+from cifar_moe.core.hardware import (
     CPU,
     DeviceFacts,
     _cuda_device_count,
@@ -20,6 +18,9 @@ from cifar_moe.training.auto_settings import (
     settle,
     summary_line,
 )
+from cifar_moe.core.private_api import is_compiled
+from cifar_moe.data import CIFAR10DataModule
+from cifar_moe.models import MoENet
 from cifar_moe.training.module import LitClassifier
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -149,13 +150,13 @@ def test_compile_failure_falls_back_to_eager_with_one_line(where, monkeypatch, c
     assert lines[0].startswith("warning: model.compile: torch.compile failed")
     assert "simulated: no C++ compiler second line" in lines[0]
     assert lines[0].endswith("continuing eager")
-    assert net._compiled_call_impl is None
+    assert not is_compiled(net)
 
 
 def test_auto_compile_without_trainer_stays_eager():
     model, net = _tiny_model("auto")
     model.configure_model()
-    assert net._compiled_call_impl is None and model.channels_last is False
+    assert not is_compiled(net) and model.channels_last is False
 
 
 def _fit(tmp_path, data_dir, *extra):
@@ -176,7 +177,7 @@ def test_cli_fit_with_auto_on_cpu(synthetic_data_dir, tmp_path, capsys):
         assert err.count("auto settings:") == 1 and CPU_LINE in err
         assert cli.trainer.precision == "32-true"
         assert cli.datamodule.uses_device_path is False
-        assert cli.model.channels_last is False and cli.model.net._compiled_call_impl is None
+        assert cli.model.channels_last is False and not is_compiled(cli.model.net)
     assert cli.trainer.global_step == 3
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text())
     assert saved["trainer"]["precision"] == "auto"  # the saved config stays portable

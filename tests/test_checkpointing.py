@@ -15,9 +15,9 @@ import lightning as L
 import pytest
 import torch
 
-from cifar_moe.cli import cli_main
-from cifar_moe.runs import best_checkpoint, latest_run
-from cifar_moe.training.checkpointing import AtomicCheckpointIO, remove_stale_partials
+from cifar_moe.cli.main import cli_main
+from cifar_moe.runs.listing import best_checkpoint, latest_run
+from cifar_moe.training.faults import AtomicCheckpointIO, remove_stale_partials
 from tests.test_reliability import _args
 
 CHILD = Path(__file__).with_name("ckpt_child.py")
@@ -55,11 +55,11 @@ def test_kill9_during_saves_never_breaks_a_checkpoint(synthetic_data_dir, tmp_pa
         child.send_signal(signal.SIGKILL)
         child.wait()
         previous_pid = child.pid
-        for name in ("last.ckpt", "best-000.ckpt"):
+        for name in ("last.ckpt", "best-001.ckpt"):
             assert _whole(ckpts / name), name
         assert not _leaked(tmpdir)
         visible = sorted(p.name for p in ckpts.iterdir() if not p.name.startswith("."))
-        assert visible == ["best-000.ckpt", "last.ckpt"]  # a partial file is never named so
+        assert visible == ["best-001.ckpt", "last.ckpt"]  # a partial file is never named so
     assert _whole(best_checkpoint(run))
 
 
@@ -72,7 +72,7 @@ def test_disk_full_during_save_keeps_the_previous_file(synthetic_data_dir, tmp_p
     assert "SAVE FAILED" in out, out
     ckpts = run / "checkpoints"
     assert _whole(ckpts / "last.ckpt")
-    assert sorted(p.name for p in ckpts.iterdir()) == ["best-000.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best-001.ckpt", "last.ckpt"]
     assert not _leaked(tmpdir)
 
 
@@ -92,7 +92,7 @@ def test_atomic_save_failure_leaves_old_file_and_no_partial(tmp_path, monkeypatc
 
 
 def test_study_records_are_atomic_and_two_writers_do_not_collide(tmp_path, monkeypatch):
-    from cifar_moe.study.child import write_json_atomic
+    from cifar_moe.core.atomic_files import write_json_atomic
 
     target = tmp_path / "results.json"
     write_json_atomic(target, {"v": 1})

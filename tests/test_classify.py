@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from cifar_moe.core.errors import UserError
 from cifar_moe.data.augment import build_eval_transform
 from cifar_moe.data.image_folder import to_model_size
-from cifar_moe.errors import UserError
 from cifar_moe.models import MoENet
 from cifar_moe.training.module import LitClassifier
 

@@ -7,9 +7,9 @@ import torch
 import yaml
 from tiny_run import TINY_NET
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 from cifar_moe.data import AugmentSettings
-from cifar_moe.runs import (
+from cifar_moe.runs.listing import (
     best_checkpoint,
     latest_run,
     read_image_tags,

@@ -7,16 +7,19 @@ import pytest
 import torch
 import yaml
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 from cifar_moe.models.presets import preset_spec
 from cifar_moe.training.module import LitClassifier
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-RECIPES = sorted(p.name for p in CONFIGS.glob("*.yaml"))  # the slice recipe too
+# Full recipes: the top level (the slice recipe too) and candidates/ (screened, not adopted).
+RECIPES = sorted(str(p.relative_to(CONFIGS)) for p in [*CONFIGS.glob("*.yaml"),
+                                                        *CONFIGS.glob("candidates/*.yaml")])
 CONTROLS = ["controls/k1.yaml", "controls/resnet18.yaml"]
-# Every overlay (a YAML in a subfolder of configs/ other than studies/).
+# Every overlay: a YAML in a subfolder of configs/ that is not a study, a sweep (not fit
+# configs: test_sweep.py reads them) or a full candidate recipe.
 OVERLAYS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("*/*.yaml")
-                  if p.parent.name != "studies")
+                  if p.parent.name not in ("studies", "sweeps", "candidates"))
 
 
 def _instantiate(configs: list[str], data_dir: Path):
@@ -73,7 +76,7 @@ def test_every_overlay_layers_over_the_slice_recipe(overlay, synthetic_data_dir)
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (CONFIGS / "studies").glob("*.yaml")))
 def test_every_row_of_every_study_instantiates(name, synthetic_data_dir, monkeypatch):
-    from cifar_moe.study.spec import load_study
+    from cifar_moe.runs.study.spec import load_study
 
     monkeypatch.chdir(CONFIGS.parent)  # the study's paths are relative to the repo root
     study = load_study(f"configs/studies/{name}")
@@ -86,7 +89,7 @@ def test_every_row_of_every_study_instantiates(name, synthetic_data_dir, monkeyp
 
 
 def test_slice_study_has_the_rows_it_must_compare(monkeypatch):
-    from cifar_moe.study.spec import load_study
+    from cifar_moe.runs.study.spec import load_study
 
     monkeypatch.chdir(CONFIGS.parent)
     names = [row.name for row in load_study("configs/studies/slice.yaml").rows]

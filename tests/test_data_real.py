@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES
+from cifar_moe.core.constants import BATCH_FOLDER, CIFAR10_CLASSES
 from cifar_moe.data import AugmentSettings, CIFAR10DataModule, read_split
 from cifar_moe.data.cifar_files import read_class_names
 

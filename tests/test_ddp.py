@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from tiny_run import TINY_NET
 
+from cifar_moe.analysis.evaluation import predict_labels
 from cifar_moe.data import CIFAR10DataModule
-from cifar_moe.evaluation import predict_labels
-from cifar_moe.runs import read_scalars
+from cifar_moe.runs.listing import read_scalars
 from cifar_moe.training.module import LitClassifier
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,9 @@ def test_ddp_two_cpu_processes(synthetic_data_dir, tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    runs = list((tmp_path / "lightning_logs").iterdir())
-    assert [r.name for r in runs] == ["version_0"]  # only rank 0 wrote logs
+    runs = [r for r in (tmp_path / "lightning_logs").glob("*/*") if r.is_dir()]
+    assert [r.relative_to(tmp_path).as_posix() for r in runs] == [
+        "lightning_logs/quickstart/seed0-1"]  # only rank 0 claimed a run folder
     assert len(list(runs[0].glob("events.out.tfevents.*"))) == 1
     logged = read_scalars(runs[0])
     # Single-process evaluation of the same weights on the same split.

@@ -61,7 +61,8 @@ def _gone(pid: int) -> bool:
 def _fault(tmp_path, data_dir, signum, group=False) -> tuple[subprocess.CompletedProcess, Path,
                                                               float]:
     """Signal rank 1 (or, with ``group``, both ranks) after the first epoch; rank 0's result."""
-    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    # A fresh root: the fit claims lightning_logs/<config name>/seed<S>-1.
+    folder = tmp_path / "lightning_logs" / "quickstart" / "seed0-1" / "checkpoints"
     rank0 = _start_ddp_fit(data_dir, tmp_path)
     try:
         rank1 = _rank1_after_first_epoch(rank0, folder)

@@ -5,7 +5,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging
 from tiny_run import CONFIGS, tiny_args, tiny_fit
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 from cifar_moe.data.augment import build_eval_transform
 from cifar_moe.data.cifar_files import read_split
 from cifar_moe.models import MoENet

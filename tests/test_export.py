@@ -10,7 +10,7 @@ import torch
 from tiny_run import tiny_fit
 
 from cifar_moe.data.cifar_files import read_split
-from cifar_moe.export import main as export_main
+from cifar_moe.deploy.export import main as export_main
 from cifar_moe.training.module import LitClassifier
 
 

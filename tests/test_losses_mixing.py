@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifar_moe.constants import CIFAR10_CLASSES
-from cifar_moe.errors import UserError
+from cifar_moe.core.constants import CIFAR10_CLASSES
+from cifar_moe.core.errors import UserError
 from cifar_moe.training.losses import (
     FocalLoss,
     class_weight_vector,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 from cifar_moe.models import ExpertConv2d, MoENet, Router
 from cifar_moe.models.presets import PRESET_DIR, available_presets, build_net
 from cifar_moe.models.router import find_routers

@@ -54,16 +54,16 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, tmp_path,
                                                            monkeypatch):
-    """A checkout where fit ran from the root with a relative data_dir, then test, then a
+    """A checkout where fit ran from the root, then test, then a
     run without checkpoints, and a slice study; the notebook starts in notebooks/."""
     import shutil
 
     from tiny_run import tiny_args
 
-    from cifar_moe.cli import cli_main
+    from cifar_moe.analysis.evaluation import per_class_accuracy, predict_labels
+    from cifar_moe.analysis.per_class import format_per_class
+    from cifar_moe.cli.main import cli_main
     from cifar_moe.data import CIFAR10DataModule
-    from cifar_moe.evaluation import per_class_accuracy, predict_labels
-    from cifar_moe.training.callbacks import format_per_class
     from cifar_moe.training.module import LitClassifier
 
     shutil.copytree(synthetic_data_dir, tmp_path / "data")
@@ -71,17 +71,18 @@ def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, t
     monkeypatch.chdir(tmp_path)
     args = [a for a in tiny_args(tmp_path, tmp_path / "data", epochs=2)
             if not a.startswith(("--data.data_dir", "--trainer.default_root_dir"))]
-    fit = cli_main(["fit", *args, "--data.data_dir=data"])  # relative to the repo root
+    fit = cli_main(["fit", *args, f"--data.data_dir={tmp_path / 'data'}"])
     best = fit.trainer.checkpoint_callback.best_model_path
-    cli_main(["test", *args, "--data.data_dir=data", f"--ckpt_path={best}"])
-    cli_main(["validate", *args, "--data.data_dir=data"])  # version_1: no checkpoint
+    cli_main(["test", *args, f"--data.data_dir={tmp_path / 'data'}", f"--ckpt_path={best}"])
+    cli_main(["validate", *args, f"--data.data_dir={tmp_path / 'data'}",  # no checkpoint
+              "--allow_untrained=true"])
     _write_study_results(tmp_path / "lightning_logs" / "studies" / "slice")
 
     monkeypatch.setenv("CIFAR_MOE_FAST", "1")
     nb = _run_notebook(NOTEBOOKS[1], tmp_path / "notebooks")
     text = _text(nb)
-    assert f"lightning_logs/version_0, checkpoint {Path(best).name}, started from {tmp_path}" \
-        in text
+    run = Path(best).parents[1].relative_to(tmp_path)  # lightning_logs/quickstart/seed0-1
+    assert f"{run}, checkpoint {Path(best).name}, started from {tmp_path}" in text
     # The per-class table is that of the loaded checkpoint on the run's own data folder.
     model = LitClassifier.load_from_checkpoint(best, map_location="cpu")
     dm = CIFAR10DataModule(data_dir=str(tmp_path / "data"), val_size=40, num_workers=0)
@@ -94,10 +95,25 @@ def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, t
 
 def _write_study_results(folder: Path) -> None:
     """A two-row ``results.json`` as the study runner writes it."""
-    from cifar_moe.study.report import aggregate
+    from cifar_moe.runs.study.report import aggregate
 
     runs = [{"seed": s, "status": "ok", "test_acc": 0.3 + s / 10, "val_acc_curve": [0.2, 0.3],
              "val_epochs": [0, 1]} for s in (0, 1)]
     folder.mkdir(parents=True)
     folder.joinpath("results.json").write_text(json.dumps({"rows": [
         {"name": f"row {i}", "runs": runs, "aggregate": aggregate(runs)} for i in (1, 2)]}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_cpu_default_is_short(path, tmp_path, monkeypatch):
+    """Without the fast switch and without a GPU, each notebook stays under 3 minutes."""
+    import time
+
+    monkeypatch.delenv("CIFAR_MOE_FAST", raising=False)
+    monkeypatch.delenv("CIFAR_MOE_FULL", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU default, even on a GPU machine
+    (tmp_path / "notebooks").mkdir()
+    start = time.monotonic()
+    _run_notebook(path, tmp_path / "notebooks")
+    assert time.monotonic() - start < 180, f"{path.name} took over 3 minutes on CPU"

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from tiny_run import CONFIGS, tiny_fit
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 from cifar_moe.data.cifar_files import read_split
 from cifar_moe.training.module import LitClassifier
 
@@ -66,8 +66,10 @@ def test_predict_folder_writes_csv_into_the_run(run, image_dir, capfd):
 @pytest.mark.slow
 def test_predict_without_dir_predicts_the_test_batch(run, synthetic_data_dir):
     folder, ckpt = run
+    before = set(folder.glob("predictions*.csv"))  # other tests predict into this run too
     cli_main(["predict", "--config", str(folder / "config.yaml"), f"--ckpt_path={ckpt}"])
-    rows = _read_csv(folder / "predictions.csv")
+    (written,) = set(folder.glob("predictions*.csv")) - before
+    rows = _read_csv(written)
     _, labels = read_split(synthetic_data_dir / "cifar-10-batches-py", train=False)
     model = LitClassifier.load_from_checkpoint(ckpt, map_location="cpu")
     assert [int(r["index"]) for r in rows] == list(range(len(labels)))
@@ -82,7 +84,7 @@ def test_predict_dir_that_is_not_a_folder_is_one_error_line(synthetic_data_dir, 
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["predict", *QUICKSTART, f"--data.data_dir={synthetic_data_dir}",
                   f"--trainer.default_root_dir={tmp_path}",
-                  f"--data.predict_dir={tmp_path / 'missing'}"])
+                  f"--data.predict_dir={tmp_path / 'missing'}", "--allow_untrained=true"])
     assert exit_info.value.code == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and err[0].startswith("error: data.predict_dir")
@@ -97,7 +99,7 @@ def test_predict_dir_without_readable_images_writes_nothing(synthetic_data_dir, 
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["predict", *QUICKSTART, f"--data.data_dir={synthetic_data_dir}",
                   f"--trainer.default_root_dir={root}", f"--data.predict_dir={images}",
-                  "--trainer.enable_progress_bar=false"])
+                  "--trainer.enable_progress_bar=false", "--allow_untrained=true"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "error: data.predict_dir" in err and "broken.jpg" in err

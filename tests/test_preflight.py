@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from cifar_moe.cli import cli_main
-from cifar_moe.runs import latest_run, read_scalars
+from cifar_moe.cli.main import cli_main
+from cifar_moe.runs.listing import latest_run, read_scalars
 from tests.test_reliability import _args
 
 
@@ -115,12 +115,18 @@ def test_mistakes_are_one_line_before_training(case, synthetic_data_dir, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("subcommand", ["test", "validate"])
-def test_evaluating_without_ckpt_path_warns_untrained(subcommand, synthetic_data_dir,
-                                                     tmp_path, capsys):
+def test_evaluating_without_ckpt_path_refuses_unless_allowed(subcommand, synthetic_data_dir,
+                                                            tmp_path, capsys):
     args = [subcommand, *_args(synthetic_data_dir, tmp_path)[1:], "--trainer.limit_test_batches=2"]
-    cli_main(args)
+    with pytest.raises(SystemExit) as stop:
+        cli_main(args)
+    assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert f"warning: {subcommand} without --ckpt_path reports untrained" in err
+    assert f"error: {subcommand} without --ckpt_path would use untrained" in err
+    assert "--allow_untrained true" in err
+    cli_main([*args, "--allow_untrained=true"])  # on purpose: it runs, and says so
+    err = capsys.readouterr().err
+    assert f"warning: {subcommand} of untrained (random) weights" in err
 
 
 @pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 import torch
 from tiny_run import TINY_NET
 
-from cifar_moe.cli import cli_main
-from cifar_moe.constants import BATCH_FOLDER
-from cifar_moe.runs import latest_run, read_scalars
+from cifar_moe.cli.main import cli_main
+from cifar_moe.core.constants import BATCH_FOLDER
+from cifar_moe.runs.listing import latest_run, read_scalars
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 

@@ -6,12 +6,14 @@ import pytest
 import torch
 from tiny_run import TINY_NET
 
-from cifar_moe.cli import cli_main
+from cifar_moe.analysis.routing.analytics import RoutingAnalytics
+from cifar_moe.analysis.routing.stats import summarize
+from cifar_moe.cli.main import cli_main
 from cifar_moe.models import MoENet, Router
+from cifar_moe.models.penalties import balance_penalty
 from cifar_moe.models.router import find_routers
-from cifar_moe.routing.callbacks import RoutingAnalytics, TemperatureSchedule
-from cifar_moe.routing.stats import balance_penalty, summarize
-from cifar_moe.runs import latest_run, read_image_tags, read_scalars
+from cifar_moe.runs.listing import latest_run, read_image_tags, read_scalars
+from cifar_moe.training.temperature import TemperatureSchedule
 
 K = 4
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -150,7 +152,7 @@ def test_analytics_name_routed_blocks_by_their_position_in_the_network():
 
 def test_running_stats_equal_the_whole_batch_and_give_the_class_matrix():
     torch.manual_seed(0)
-    from cifar_moe.routing.stats import RoutingStats
+    from cifar_moe.analysis.routing.stats import RoutingStats
 
     weights = torch.randn(40, K).softmax(dim=1)
     labels = torch.randint(0, 3, (40,))

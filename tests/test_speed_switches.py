@@ -2,19 +2,21 @@
 channels_last and torch.compile leave the network's outputs close to fp32 eager."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from tiny_run import TINY_NET
 
-from cifar_moe.cli import cli_main
+from cifar_moe.cli.main import cli_main
 from cifar_moe.data import CIFAR10DataModule
 from cifar_moe.data.augment import build_train_transform
 from cifar_moe.data.augment_settings import AugmentSettings
 from cifar_moe.data.batch_augment import BatchAugment
 from cifar_moe.models import MoENet
-from cifar_moe.runs import latest_run, read_scalars
+from cifar_moe.runs.listing import latest_run, read_scalars
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 N = 2000
 OFF = {"flip_p": 0.0, "crop_padding": 0}
 
@@ -142,3 +144,63 @@ def test_cli_fit_with_device_path_bf16_channels_last(synthetic_data_dir, tmp_pat
     ])
     scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
     assert scalars["train/loss"] and all(math.isfinite(v) for _, v in scalars["train/loss"])
+
+
+@pytest.mark.slow
+def test_fast_gpu_recipe_runs_a_few_batches_on_cpu(synthetic_data_dir, tmp_path):
+    """configs/fast_gpu.yaml (full CIFAR-10 on one GPU) trains and validates here on CPU."""
+    cli = cli_main([
+        "fit", "--config", str(CONFIGS / "fast_gpu.yaml"), f"--data.data_dir={synthetic_data_dir}",
+        "--data.val_size=40", "--data.batch_size=16", "--data.num_workers=0",
+        "--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ])
+    assert cli.trainer.global_step == 3 and cli.model.cuda_graphs is False
+    scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
+    assert math.isfinite(scalars["train/loss"][-1][1]) and "val/acc" in scalars
+
+
+def _switches(monkeypatch, facts, **settings):
+    """A LitClassifier's configure_model on ``facts``, recording net.compile's arguments."""
+    from cifar_moe.training.auto_settings import apply_speed_settings
+    from cifar_moe.training.module import LitClassifier
+
+    module = LitClassifier(_small_net("mixture"), channels_last=False, **settings)
+    calls = []
+    monkeypatch.setattr(module.net, "compile", lambda **kw: calls.append(kw))
+    apply_speed_settings(module, facts)
+    return module, calls
+
+
+def test_cuda_graphs_is_off_by_default_and_compiles_reduce_overhead_when_on(monkeypatch):
+    from cifar_moe.core.hardware import DeviceFacts
+
+    gpu = DeviceFacts("cuda", "H100", bf16=True)
+    module, calls = _switches(monkeypatch, gpu)
+    assert module.cuda_graphs is False and calls == [{}]  # compile auto: plain mode
+    module, calls = _switches(monkeypatch, gpu, cuda_graphs=True)
+    assert module.cuda_graphs is True
+    assert calls == [{"mode": "reduce-overhead", "dynamic": False}]
+
+
+def test_cuda_graphs_off_on_cpu_and_refused_without_compile(monkeypatch, capsys):
+    from cifar_moe.core.errors import UserError
+    from cifar_moe.core.hardware import CPU
+
+    module, calls = _switches(monkeypatch, CPU, cuda_graphs=True, compile=True)
+    assert module.cuda_graphs is False and calls == [{}]
+    assert "cuda_graphs applies to a CUDA device only" in capsys.readouterr().err
+    with pytest.raises(UserError, match=r"model\.cuda_graphs needs model\.compile"):
+        _switches(monkeypatch, CPU, cuda_graphs=True, compile=False)
+
+
+def test_cuda_graphs_forward_returns_a_copy_of_the_logits():
+    from cifar_moe.training.module import LitClassifier
+
+    module = LitClassifier(_small_net("mixture"), channels_last=False)
+    x = torch.randn(2, 3, 32, 32)
+    module.eval()
+    plain = module(x)
+    module.cuda_graphs = True  # the output of a replayed graph is cloned before use
+    torch.testing.assert_close(module(x), plain)

@@ -10,19 +10,13 @@ import pytest
 import yaml
 from study_records import result_record
 
-from cifar_moe.errors import UserError
-from cifar_moe.study.__main__ import main
-from cifar_moe.study.inputs import INPUTS
-from cifar_moe.study.runner import (
-    ERROR,
-    EXTRA_ARGS,
-    RESULT,
-    check_finished_runs,
-    inputs_of,
-    plan,
-    settle_extra_args,
-)
-from cifar_moe.study.spec import load_study
+from cifar_moe.cli.study import main
+from cifar_moe.core.errors import UserError
+from cifar_moe.runs.study.extra_args import EXTRA_ARGS, settle_extra_args
+from cifar_moe.runs.study.inputs import INPUTS
+from cifar_moe.runs.study.plan import ERROR, RESULT, inputs_of, plan
+from cifar_moe.runs.study.runner import check_finished_runs
+from cifar_moe.runs.study.spec import load_study
 
 PRESET = "class_path: cifar_moe.models.MoENet\ninit_args: {widths: [8, 8], num_experts: 2}\n"
 RECIPE = "trainer: {max_epochs: 2}\nmodel:\n  net: presets/tiny.yaml\n"
@@ -33,6 +27,8 @@ def _project(root: Path) -> Path:
     (root / "configs" / "presets").mkdir(parents=True)
     (root / "configs" / "presets" / "tiny.yaml").write_text(PRESET)
     (root / "configs" / "recipe.yaml").write_text(RECIPE)
+    # The study checks its data_dir before any run; these tests stop before a run reads it.
+    (root / "data" / "cifar-10-batches-py").mkdir(parents=True, exist_ok=True)
     spec = {"data": {"data_dir": str(root / "data"), "val_size": 40}, "seeds": [0, 1],
             "out": "out", "args": ["--trainer.limit_train_batches=3"],
             "rows": [{"name": "recipe", "configs": ["configs/recipe.yaml"]}]}

@@ -6,12 +6,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifar_moe.errors import UserError
-from cifar_moe.study import runner
-from cifar_moe.study.__main__ import main
-from cifar_moe.study.lock import hold_out_folder
-from cifar_moe.study.runner import child_command, one_line_error, pick_rows, plan, run_study
-from cifar_moe.study.spec import load_study
+from cifar_moe.cli import argument_problem
+from cifar_moe.cli.study import main
+from cifar_moe.core.errors import UserError
+from cifar_moe.runs.study import child, runner
+from cifar_moe.runs.study.child import one_line_error
+from cifar_moe.runs.study.lock import hold_out_folder
+from cifar_moe.runs.study.plan import child_command, plan
+from cifar_moe.runs.study.runner import pick_rows, run_study
+from cifar_moe.runs.study.spec import load_study
 
 QUICK = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
 
@@ -162,12 +165,12 @@ def test_row_runs_only_the_named_rows_and_names_the_known_ones(tmp_path, monkeyp
     assert pick_rows(study, ["a-row"]) == pick_rows(study, ["A row"]) == study.rows[:1]
     started = []
 
-    def stand_in(study, run, threads):  # records the run instead of training it
+    def stand_in(study, run, threads, on_wait=None):  # records the run instead of training it
         started.append(run.folder.parts[-2:])
         run.folder.mkdir(parents=True)
         (run.folder / "result.json").write_text('{"test_acc": 0.5, "fit_seconds": 1}')
 
-    monkeypatch.setattr(runner, "execute", stand_in)
+    monkeypatch.setattr(child, "execute", stand_in)
     assert run_study(study, 1, pick_rows(study, ["b"])) == 0
     assert started == [("b", "seed0"), ("b", "seed1")]
     with pytest.raises(SystemExit) as info:
@@ -180,10 +183,10 @@ def test_row_runs_only_the_named_rows_and_names_the_known_ones(tmp_path, monkeyp
 
 def test_threads_per_run_share_the_cores_this_process_may_use(monkeypatch):
     # e.g. `taskset -c 0-3` on a 64-core host: 2 jobs get 2 threads each, not 32
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: 64)
-    assert runner.threads_per_run(2) == 2 and runner.threads_per_run(8) == 1
-    assert runner.threads_per_run(1) is None  # one run alone: torch's own default
+    monkeypatch.setattr(child.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(child.os, "cpu_count", lambda: 64)
+    assert child.threads_per_run(2) == 2 and child.threads_per_run(8) == 1
+    assert child.threads_per_run(1) is None  # one run alone: torch's own default
 
 
 def test_row_check_parses_the_runs_own_argv_and_creates_nothing(tmp_path, monkeypatch):
@@ -192,7 +195,8 @@ def test_row_check_parses_the_runs_own_argv_and_creates_nothing(tmp_path, monkey
     Path("s.yaml").write_text(yaml.safe_dump({"data": {}, "seeds": [0], "rows": [
         {"name": "a", "configs": [QUICK], "args": [f"--trainer.default_root_dir={elsewhere}"]}]}))
     study = load_study("s.yaml")
-    runner.check_row_arguments(study, study.rows)  # passes: what the child would run
+    # passes: what the child would run
+    runner.check_row_arguments(study, study.rows, argument_problem)
     assert not elsewhere.parent.exists() and not study.out.exists()
 
 

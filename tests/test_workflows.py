@@ -9,12 +9,13 @@ import pytest
 import torch
 from tiny_run import CONFIGS, tiny_fit
 
-from cifar_moe.cli import cli_main
-from cifar_moe.constants import CIFAR10_CLASSES
-from cifar_moe.plots import confusion_figure
-from cifar_moe.run_folder import LAUNCH_FILE
-from cifar_moe.runs import (
+from cifar_moe.analysis.plots import confusion_figure
+from cifar_moe.cli.main import cli_main
+from cifar_moe.core.constants import CIFAR10_CLASSES
+from cifar_moe.runs.folder import LAUNCH_FILE
+from cifar_moe.runs.listing import (
     best_checkpoint,
+    find_runs,
     latest_run,
     launch_dir,
     logs_root,
@@ -60,7 +61,9 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def _versions(root) -> list[str]:
-    return sorted(p.name for p in (root / "lightning_logs").glob("version_*"))
+    """The run folders under ``root/lightning_logs``, as group/name."""
+    logs = root / "lightning_logs"
+    return sorted(str(p.relative_to(logs)) for p in find_runs(logs))
 
 
 @pytest.mark.slow
@@ -71,11 +74,12 @@ def test_fit_summary_then_its_test_command_log_into_one_run_with_hparams(
     _, run, best = tiny_fit(tmp_path, synthetic_data_dir, "--model.scheduler=null", epochs=3)
     out = capsys.readouterr().out
     val = [v for _, v in read_scalars(run)["val/acc"]]
-    best_epoch = max(range(len(val)), key=val.__getitem__)
+    best_epoch = max(range(len(val)), key=val.__getitem__) + 1  # counted from 1 everywhere
     assert f"fit done: best val/acc {max(val):.4f} at epoch {best_epoch} (" in out
-    assert f"best checkpoint: lightning_logs/version_0/checkpoints/{best.name}" in out
+    assert f"best checkpoint: lightning_logs/quickstart/seed0-1/checkpoints/{best.name}" in out
     assert best.name == f"best-{best_epoch:03d}.ckpt"
-    assert "logs:            lightning_logs/version_0" in out
+    assert "logs:            lightning_logs/quickstart/seed0-1" in out
+    assert "tensorboard --logdir lightning_logs)" in out
     assert (run / LAUNCH_FILE).is_file() and launch_dir(run) == tmp_path
     command = next(line.split("next:", 1)[1] for line in out.splitlines() if "next:" in line)
     argv = shlex.split(command)
@@ -83,22 +87,25 @@ def test_fit_summary_then_its_test_command_log_into_one_run_with_hparams(
 
     config_before = (run / "config.yaml").read_bytes()
     tested = cli_main(argv[3:])  # the printed command, as it stands
-    assert _versions(tmp_path) == ["version_0"]  # test wrote into the run's own folder
+    assert _versions(tmp_path) == ["quickstart/seed0-1"]  # test wrote into the run's folder
     assert (run / "config.yaml").read_bytes() == config_before
     assert (run / "config_test.yaml").is_file()
     test_acc = float(tested.trainer.callback_metrics["test/acc"])
 
     tab = hparams_tab(tmp_path / "lightning_logs")
     assert tab["metrics"] == ["val/acc_best", "test/acc"]
-    session = tab["sessions"]["version_0"]
+    session = tab["sessions"]["quickstart/seed0-1"]
     assert session["metrics"]["val/acc_best"] == pytest.approx(max(val))
     assert session["metrics"]["test/acc"] == pytest.approx(test_acc)
     assert not [k for k in session["hparams"] if k.startswith("_") or "/_" in k]
-    assert session["hparams"]["model/net"].startswith("MoENet(")
+    hp = session["hparams"]  # fields, not one string per object
+    assert hp["model/net/class"] == "MoENet" and hp["model/net/num_experts"] == 2
+    assert hp["model/optimizer/class"] == "SGD" and hp["model/optimizer/lr"] == 0.05
+    assert hp["data/augment/flip_p"] == 0.5
     assert "hp_metric" not in read_scalars(run)
 
     cli_main(["validate", "--config", str(run / "config.yaml"), f"--ckpt_path={best}"])
-    assert _versions(tmp_path) == ["version_0"]
+    assert _versions(tmp_path) == ["quickstart/seed0-1"]
     assert "val/acc" in read_scalars(run / "validate")  # beside, not inside, the fit's curve
     assert len(read_scalars(run)["val/acc"]) == len(val)
 
@@ -109,12 +116,13 @@ def test_resumed_fit_continues_in_its_run_folder(synthetic_data_dir, tmp_path, c
     _, run, _ = tiny_fit(tmp_path, synthetic_data_dir, "--model.scheduler=null", epochs=2)
     cli_main(["fit", *tiny_fit_args(epochs=4), "--model.scheduler=null",
               f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
-    assert _versions(tmp_path) == ["version_0"]
+    assert _versions(tmp_path) == ["quickstart/seed0-1"]
+    assert (run / "config_resume-1.yaml").is_file()  # beside the first part's config.yaml
     scalars = read_scalars(run)
     steps = [step for step, _ in scalars["val/acc"]]
     assert len(steps) == 4 and steps == sorted(steps)  # one continuous curve
     val = [v for _, v in scalars["val/acc"]]
-    best_epoch = max(range(4), key=val.__getitem__)
+    best_epoch = max(range(4), key=val.__getitem__) + 1
     # Exactly one best checkpoint, and it is the best epoch over both sessions.
     assert sorted(p.name for p in (run / "checkpoints").glob("best-*.ckpt")) == [
         f"best-{best_epoch:03d}.ckpt"]
@@ -150,7 +158,8 @@ def test_fit_help_is_short_and_lists_the_project_networks(monkeypatch, capsys):
         cli_main(["fit", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert len(text.splitlines()) < 300
+    # Every project setting keeps one or two lines; Lightning's rarer flags are one list.
+    assert len(text.splitlines()) < 320
     net_help = text[text.index("  --model.net "):text.index("  --model.loss")]
     assert "cifar_moe.models.MoENet" in net_help and "cifar_moe.models.CifarResNet18" in net_help
     assert "torch.nn" not in text and "torchvision" not in text
@@ -223,3 +232,32 @@ def test_confusion_figure_is_torchmetrics_plot_with_names_and_counts():
     assert len(cells) == 100
     assert all(cells[i, j] == str(int(counts[i, j])) for i in range(10) for j in range(10))
     assert ax.get_ylabel() == "True class" and ax.get_xlabel() == "Predicted class"
+
+
+def _tree(*folders: Path) -> set[Path]:
+    return {p for f in folders if f.is_dir() for p in f.iterdir()}
+
+
+def test_quickstart_fit_from_notebooks_finds_the_slice_and_leaves_no_stray_folder(
+        real_data_dir, tmp_path, monkeypatch):
+    """Finding 4: ``fit --config ../configs/quickstart.yaml`` started in notebooks/ reads the
+    config's relative data_dir against the project root, not the working folder."""
+    from tiny_run import TINY_ROUTED_NET
+
+    checkout = CONFIGS.parent
+    monkeypatch.delenv("CIFAR_MOE_DATA", raising=False)
+    monkeypatch.delenv("CIFAR_MOE_SLICE_DIR", raising=False)
+    monkeypatch.chdir(checkout / "notebooks")
+    watched = (checkout, checkout / "notebooks", checkout.parent / "shared",
+               checkout.parent / "shared" / "data", real_data_dir)
+    before = _tree(*watched)
+    cli = cli_main(["fit", "--config", "../configs/quickstart.yaml", *TINY_ROUTED_NET,
+                    "--data.num_workers=0", "--data.batch_size=16", "--trainer.max_epochs=1",
+                    "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
+                    "--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu",
+                    f"--trainer.default_root_dir={tmp_path}"])
+    assert cli.datamodule.folder.parent.resolve() == real_data_dir.resolve()
+    run = Path(cli.trainer.log_dir)
+    assert run.is_relative_to(tmp_path / "lightning_logs") and any(run.rglob("*.ckpt"))
+    assert _tree(*watched) == before  # nothing new beside the checkout, the data, notebooks/
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lightning_logs"]

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cifar_moe.cli import cli_main
-from cifar_moe.runs import best_checkpoint
+from cifar_moe.cli.main import cli_main
+from cifar_moe.runs.listing import best_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -30,5 +30,5 @@ def tiny_args(root: Path, data_dir: Path, epochs: int = 1) -> list[str]:
 def tiny_fit(root: Path, data_dir: Path, *extra: str, epochs: int = 1):
     """Run ``fit`` and return (cli, run folder, best checkpoint)."""
     cli = cli_main(["fit", *tiny_args(root, data_dir, epochs), *extra])
-    runs = sorted((root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name[8:]))
-    return cli, runs[-1], best_checkpoint(runs[-1])
+    run = Path(cli.trainer.log_dir)  # lightning_logs/quickstart/seed0-<n>
+    return cli, run, best_checkpoint(run)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 
 SECTION = "data.augment"
 """Where the settings live in a run's config; errors name ``data.augment.<field>``."""
@@ -32,6 +32,9 @@ class AugmentSettings:
         saturation: colour-jitter saturation strength; 0 is off.
         hue: colour-jitter hue strength in [0, 0.5]; 0 is off.
         rotation_degrees: random rotation range in degrees (+-); 0 is off.
+        crop_reflect: pad the crop with the reflected border, not zeros (airbench).
+        cutout: side in pixels of one mean-colour square per image (DeVries 2017); 0 off.
+        trivial_augment: one random TrivialAugmentWide op per image (Muller 2021).
     """
 
     flip_p: float = 0.5
@@ -41,6 +44,9 @@ class AugmentSettings:
     saturation: float = 0.0
     hue: float = 0.0
     rotation_degrees: float = 0.0
+    crop_reflect: bool = False
+    cutout: int = 0
+    trivial_augment: bool = False
 
     def __post_init__(self) -> None:
         for name in self.names():

@@ -13,8 +13,9 @@ saturation, hue. No per-image Python: every step is a few tensor ops over the ba
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms import v2
 
-from cifar_moe.constants import CIFAR10_MEAN, CIFAR10_STD
+from cifar_moe.core.normalization import normalize, to_unit_float
 from cifar_moe.data.augment_settings import DEFAULT_AUGMENT, AugmentSettings
 
 GRAY = (0.2989, 0.587, 0.114)  # the luma weights torchvision uses
@@ -29,11 +30,13 @@ def _gray(x: Tensor) -> Tensor:
     return (x * w).sum(dim=1, keepdim=True)  # (B, 1, H, W)
 
 
-def flip_and_crop(x: Tensor, flip_p: float, padding: int) -> Tensor:
-    """Per image: mirror with probability ``flip_p``, then zero-pad by ``padding`` and cut
-    a window at a random offset. Both are one gather, so the batch is read once."""
+def flip_and_crop(x: Tensor, flip_p: float, padding: int, reflect: bool = False) -> Tensor:
+    """Per image: mirror with probability ``flip_p``, then pad by ``padding`` (zeros, or the
+    reflected border) and cut a window at a random offset. Both are one gather, so the batch
+    is read once."""
     b, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4) if padding else x
+    mode = "reflect" if reflect else "constant"
+    padded = F.pad(x, (padding,) * 4, mode=mode) if padding else x
     span = 2 * padding + 1
     dy = torch.randint(0, span, (b, 1), device=x.device)
     dx = torch.randint(0, span, (b, 1), device=x.device)
@@ -96,6 +99,28 @@ def color_jitter(x: Tensor, brightness: float, contrast: float, saturation: floa
     return x
 
 
+def cutout(x: Tensor, size: int) -> Tensor:
+    """Per image, a ``size`` x ``size`` square of the normalised batch set to 0 (the mean
+    colour), centred uniformly over the image and clipped at its border, as ``Cutout``."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b, 1, 1, 1), device=x.device)  # (B, 1, 1, 1)
+    cx = torch.randint(0, w, (b, 1, 1, 1), device=x.device)
+    top, left = cy - size // 2, cx - size // 2
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return x.masked_fill(inside, 0.0)  # (B, 1, H, W) mask over every channel
+
+
+TRIVIAL = v2.TrivialAugmentWide()
+
+
+def trivial_augment(x: Tensor) -> Tensor:
+    """TrivialAugmentWide per image of a uint8 batch (torchvision's; one Python call per
+    image: fine on a CPU, the only step of this module that is not whole-batch)."""
+    return torch.stack([TRIVIAL(image) for image in x])
+
+
 class BatchAugment:
     """uint8 (B, 3, 32, 32) batch -> augmented, normalised float32 batch, on its device."""
 
@@ -104,21 +129,17 @@ class BatchAugment:
 
     def __call__(self, images: Tensor) -> Tensor:
         s, x = self.settings, images
+        if s.trivial_augment:
+            x = trivial_augment(x)
         if s.flip_p > 0 or s.crop_padding > 0:
-            x = flip_and_crop(x, s.flip_p, s.crop_padding)
-        x = x.float().div_(255.0)
+            x = flip_and_crop(x, s.flip_p, s.crop_padding, s.crop_reflect)
+        x = to_unit_float(x)
         if any(s.jitter):
             x = color_jitter(x, *s.jitter)
         if s.rotation_degrees > 0:
             x = rotate(x, s.rotation_degrees)
-        return normalize(x)
-
-
-def normalize(x: Tensor) -> Tensor:
-    """[0, 1] float images -> CIFAR-10-normalised, in place."""
-    mean = torch.tensor(CIFAR10_MEAN, device=x.device).view(1, 3, 1, 1)  # (1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD, device=x.device).view(1, 3, 1, 1)
-    return x.sub_(mean).div_(std)
+        x = normalize(x)
+        return cutout(x, s.cutout) if s.cutout > 0 else x
 
 
 class DeviceBatches:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifar_moe.constants import (
+from cifar_moe.core.constants import (
     CIFAR10_CLASSES,
     IMAGE_SHAPE,
     META_FILE,
@@ -18,7 +18,7 @@ from cifar_moe.constants import (
     TEST_BATCH,
     TRAIN_BATCHES,
 )
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 
 ROW_LENGTH = int(np.prod(IMAGE_SHAPE))
 
@@ -61,16 +61,25 @@ def read_class_names(folder: str | Path) -> list[str]:
     names = _load_pickle(path).get("label_names")
     if not isinstance(names, list | tuple) or not names:
         raise UserError(f"{path} has no 'label_names' list; {_fix(path)}")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # per-class metrics and class_weights are keyed by name: they would merge
+        raise UserError(f"{path} names a class more than once ({', '.join(twice)}); each "
+                        f"label needs its own name; {_fix(path)}")
+    return names
 
 
 def _labels(path: Path, raw, count: int, num_classes: int) -> np.ndarray:
     try:
-        labels = np.asarray(raw, dtype=np.int64)
+        given = np.asarray(raw)
+        labels = given.astype(np.int64)
     except (TypeError, ValueError) as err:
         raise UserError(
             f"{path}: 'labels' are not integers ({_one_line(err)}); {_fix(path)}"
         ) from None
+    if given.size and given.dtype.kind not in "iu":
+        # Casting would truncate 2.7 to 2 (and True to 1) without a word: refuse them.
+        raise UserError(f"{path}: 'labels' are {given.dtype}, not integers; {_fix(path)}")
     if labels.ndim != 1 or len(labels) != count:
         raise UserError(f"{path}: {labels.size} labels for {count} images; {_fix(path)}")
     if count and (labels.min() < 0 or labels.max() >= num_classes):

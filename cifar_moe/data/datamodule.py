@@ -6,27 +6,33 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from cifar_moe.constants import BATCH_FOLDER, CIFAR10_CLASSES, META_FILE
+from cifar_moe.core.constants import BATCH_FOLDER, CIFAR10_CLASSES, META_FILE
+from cifar_moe.core.errors import UserError
+from cifar_moe.core.hardware import AUTO, Auto, facts_for_trainer, settle
 from cifar_moe.data.augment import build_eval_transform, build_train_transform
 from cifar_moe.data.augment_settings import DEFAULT_AUGMENT, AugmentSettings
 from cifar_moe.data.batch_augment import DeviceBatches
 from cifar_moe.data.cifar_files import read_class_names, read_split
 from cifar_moe.data.dataset import TensorImageDataset
-from cifar_moe.data.download import ensure_cifar10
+from cifar_moe.data.download import batch_folder, ensure_cifar10, where_to_put
 from cifar_moe.data.epoch_order import EpochOrder, EpochShuffle, SeededSamples
+from cifar_moe.data.folds import NUM_FOLDS, validation_split
 from cifar_moe.data.image_folder import ImageFolder, read_image_folder
-from cifar_moe.errors import UserError
-from cifar_moe.training.auto_settings import AUTO, Auto, facts_for_trainer, settle
 
 
 class CIFAR10DataModule(L.LightningDataModule):
     """CIFAR-10 (or any folder in its Python batch layout), held in memory as uint8.
 
     Args:
-        data_dir: folder holding ``cifar-10-batches-py/`` (or the tarball, or where to download).
+        data_dir: folder holding ``cifar-10-batches-py/``; relative: to the project root.
         download: download the official archive when ``data_dir`` has neither.
         val_size: images held out of the training set for validation; 0 validates on test.
         split_seed: seed of the validation hold-out; the same seed gives the same split.
+        val_fold: validate on this fold of ``num_folds`` disjoint folds of the training images
+            (``data/folds.py``) and train on the rest; None uses val_size / split_seed.
+        num_folds: how many folds ``val_fold`` counts in (10: about 508 slice images each).
+        train_fraction: share of the training images kept (seeded, fixed across runs), for
+            data-size curves; validation is unchanged.
         batch_size: training batch size.
         eval_batch_size: validation/test batch size; None uses batch_size.
         num_workers: DataLoader worker processes.
@@ -47,6 +53,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         download: bool = True,
         val_size: int = 5000,
         split_seed: int = 0,
+        val_fold: int | None = None,
+        num_folds: int = NUM_FOLDS,
+        train_fraction: float = 1.0,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -73,8 +82,9 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     @property
     def folder(self) -> Path:
-        """The batch folder ``data_dir/cifar-10-batches-py`` (it may not exist yet)."""
-        return Path(self.hparams.data_dir) / BATCH_FOLDER
+        """The batch folder ``data_dir/cifar-10-batches-py``, or ``data_dir`` itself when it is
+        that folder (it may not exist yet)."""
+        return batch_folder(self.hparams.data_dir)
 
     @property
     def class_names(self) -> list[str]:
@@ -120,9 +130,11 @@ class CIFAR10DataModule(L.LightningDataModule):
             return
         if not self.folder.is_dir():
             raise UserError(f"data.data_dir {self.hparams.data_dir} has no {BATCH_FOLDER}/; "
-                            "call prepare_data() first (the Trainer and the CLI do)")
+                            f"call prepare_data() first (the Trainer and the CLI do), or "
+                            f"{where_to_put(self.hparams.data_dir)}")
         train_images, train_labels = read_split(self.folder, train=True)
         test_images, test_labels = read_split(self.folder, train=False)
+        _check_not_empty(self.folder, len(train_labels), len(test_labels), stage)
         self.train_indices, self.val_indices = self._split(len(train_labels))
         self.datasets["test"] = TensorImageDataset(test_images, test_labels, self.eval_transform)
         self.datasets["train"] = TensorImageDataset(
@@ -136,16 +148,9 @@ class CIFAR10DataModule(L.LightningDataModule):
             )
 
     def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        val_size = self.hparams.val_size
-        if val_size >= n:
-            raise UserError(
-                f"data.val_size is {val_size} but the training set has {n} images; "
-                f"use a smaller val_size (or 0 to validate on the test set)"
-            )
-        if val_size == 0:
-            return torch.arange(n), None
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        return order[val_size:].sort().values, order[:val_size].sort().values
+        h = self.hparams
+        return validation_split(n, h.val_size, h.split_seed, h.val_fold, h.num_folds,
+                                h.train_fraction)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         workers = self.hparams.num_workers
@@ -220,6 +225,16 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.predict_folder is None:
             self.predict_folder = read_image_folder(self.hparams.predict_dir)
             self.predict_folder.report()
+
+
+def _check_not_empty(folder: Path, n_train: int, n_test: int, stage: str | None) -> None:
+    """An empty split is no setting's fault: one line naming the files, not val_size."""
+    if n_train == 0:  # the validation split is cut from it at every stage
+        raise UserError(f"{folder} holds no training images (data_batch_1..5 are empty); "
+                        "point data.data_dir at a folder with images")
+    if n_test == 0 and stage == "test":
+        raise UserError(f"{folder}/test_batch holds no images; point data.data_dir at a "
+                        "folder with test images")
 
 
 def _check_settings(h) -> None:

@@ -11,9 +11,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
-from cifar_moe.constants import IMAGE_SHAPE
+from cifar_moe.core.constants import IMAGE_SHAPE
+from cifar_moe.core.errors import UserError
 from cifar_moe.data.dataset import TensorImageDataset
-from cifar_moe.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """File name endings read as images (any case); other files in the folder are left alone."""
@@ -67,16 +67,20 @@ def read_image_folder(folder: str | Path) -> ImageFolder:
     images, names, unreadable, resized = [], [], [], 0
     for path in files:
         try:
-            with Image.open(path) as opened:
-                image = pil_to_uint8(opened)  # (3, H, W)
+            image = _decode(path)  # (3, H, W)
+            small = to_model_size(image)
         except UnidentifiedImageError:
             unreadable.append(f"{path.name} (not a PNG/JPEG image)")
             continue
-        except (OSError, ValueError) as err:  # e.g. truncated files
-            unreadable.append(f"{path.name} ({str(err).splitlines()[0][:80]})")
+        except Exception as err:
+            # PIL's decoders end in OSError, ValueError, SyntaxError, EOFError, struct.error,
+            # DecompressionBombError, ... depending on the file: one bad image is skipped and
+            # named, whatever the reason, and never ends the run.
+            reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+            unreadable.append(f"{path.name} ({reason})")
             continue
         resized += list(image.shape[-2:]) != list(IMAGE_SHAPE[1:])
-        images.append(to_model_size(image))
+        images.append(small)
         names.append(path.name)
     if not images:
         found = f"only unreadable ones: {', '.join(unreadable)}" if unreadable else "none"
@@ -85,6 +89,15 @@ def read_image_folder(folder: str | Path) -> ImageFolder:
             f"pass a folder with {'/'.join(IMAGE_SUFFIXES)} files"
         )
     return ImageFolder(torch.stack(images), names, resized, unreadable)
+
+
+def _decode(path: Path) -> torch.Tensor:
+    """One file as uint8 (3, H, W); an empty image is refused like an undecodable one."""
+    with Image.open(path) as opened:
+        image = pil_to_uint8(opened)
+    if 0 in image.shape:
+        raise ValueError(f"empty image {tuple(image.shape[1:])}")
+    return image
 
 
 def pil_to_uint8(image: Image.Image) -> torch.Tensor:

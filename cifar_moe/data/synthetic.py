@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_moe.constants import (
+from cifar_moe.core.constants import (
     BATCH_FOLDER,
     CIFAR10_CLASSES,
     META_FILE,

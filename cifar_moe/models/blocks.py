@@ -3,7 +3,7 @@
 from torch import Tensor, nn
 
 from cifar_moe.models.expert_conv import ExpertConv2d, ExpertImpl
-from cifar_moe.models.router import Router
+from cifar_moe.models.router import Router, RouterSettings
 
 
 class PlainExpertBlock(nn.Module):
@@ -13,10 +13,9 @@ class PlainExpertBlock(nn.Module):
         in_channels: input channels.
         out_channels: output channels.
         num_experts: K.
-        reduction: router MLP bottleneck ratio.
         dropout: dropout probability after BatchNorm.
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
-        router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
+        router: the router's settings (:class:`RouterSettings`; None: its defaults).
         init_spread: ``ExpertConv2d`` init_spread (1: independent experts).
         shared: ``ExpertConv2d`` shared (experts = one shared kernel + per-expert deltas).
     """
@@ -26,15 +25,15 @@ class PlainExpertBlock(nn.Module):
         in_channels: int,
         out_channels: int,
         num_experts: int = 2,
-        reduction: int = 4,
         dropout: float = 0.0,
         impl: ExpertImpl = "auto",
-        router: dict | None = None,
+        router: RouterSettings | None = None,
         init_spread: float = 1.0,
         shared: bool = False,
     ) -> None:
         super().__init__()
-        self.router = Router(in_channels, num_experts, reduction, **(router or {}))
+        self.router = Router(in_channels, num_experts,
+                             **(router or RouterSettings()).router_kwargs())
         self.experts = ExpertConv2d(in_channels, out_channels, num_experts, impl,
                                     init_spread=init_spread, shared=shared)
         self.post = nn.Sequential(
@@ -55,13 +54,12 @@ class ResidualExpertBlock(nn.Module):
         in_channels: input channels.
         out_channels: output channels.
         num_experts: K.
-        reduction: router MLP bottleneck ratio.
         dropout: dropout probability on the expert branch.
         impl: expert-conv implementation, ``mixture``, ``aggregate`` or ``auto``.
         bottleneck_ratio: the 1x1 conv maps to max(out_channels // bottleneck_ratio, 1)
             channels. 4, as in ResNet bottlenecks: it divides the K experts' parameters
             and FLOPs by 4 against full-width experts, the block's main cost at K = 4.
-        router: further ``Router`` keyword arguments (input_norm, zero_init, aux_...).
+        router: the router's settings (:class:`RouterSettings`; None: its defaults).
         init_spread: ``ExpertConv2d`` init_spread (1: independent experts).
         shared: ``ExpertConv2d`` shared (experts = one shared kernel + per-expert deltas).
     """
@@ -71,17 +69,17 @@ class ResidualExpertBlock(nn.Module):
         in_channels: int,
         out_channels: int,
         num_experts: int = 4,
-        reduction: int = 4,
         dropout: float = 0.0,
         impl: ExpertImpl = "auto",
         bottleneck_ratio: int = 4,
-        router: dict | None = None,
+        router: RouterSettings | None = None,
         init_spread: float = 1.0,
         shared: bool = False,
     ) -> None:
         super().__init__()
         mid = max(out_channels // bottleneck_ratio, 1)
-        self.router = Router(in_channels, num_experts, reduction, **(router or {}))
+        self.router = Router(in_channels, num_experts,
+                             **(router or RouterSettings()).router_kwargs())
         self.reduce = nn.Sequential(
             nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)
         )

@@ -6,13 +6,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 from cifar_moe.models.blocks import PlainExpertBlock, ResidualExpertBlock
 from cifar_moe.models.classifier import Classifier
 from cifar_moe.models.expert_conv import IMPLS, ExpertConv2d, ExpertImpl
-from cifar_moe.models.router import Router, find_routers
-from cifar_moe.models.stem import Stem
+from cifar_moe.models.penalties import Penalty
+from cifar_moe.models.router import Gate, Router, RouterSettings, find_routers
+from cifar_moe.models.stem import Stem, WhiteningStem
 
+STEMS = {"conv": Stem, "whiten": WhiteningStem}
 BLOCKS = {"plain": PlainExpertBlock, "residual": ResidualExpertBlock}
 
 
@@ -23,7 +25,9 @@ class MoENet(nn.Module):
     only in their YAML presets.
 
     Args:
-        stem_width: output channels of the 3x3 stem.
+        stem_width: output channels of the stem (24 for the whitening stem).
+        stem: ``conv`` (3x3 conv, BN, ReLU) or ``whiten`` (airbench's frozen 2x2 patch
+            whitening, set from the training images at the start of a fit).
         widths: output channels of each expert block, in order.
         pool_after: indices of blocks followed by a 2x2 max-pool.
         num_experts: K, experts per block; 1 gives a static conv net (the control).
@@ -39,6 +43,8 @@ class MoENet(nn.Module):
         router_aux: routing regulariser, a ``balance_penalty`` kind: ``cv2``, ``entropy``
             (balance), ``mutual_info`` (balance and confident per-image choices).
         router_aux_weight: its weight in the training loss (via ``aux_loss``); 0 is off.
+        router_gate: ``soft`` (softmax weights) or ``top1`` (straight-through hard top-1:
+            the one-hot of the argmax forward, the softmax's gradient backward).
         block: ``plain`` (experts -> BN -> dropout -> ReLU) or ``residual`` (bottleneck + skip).
         block_dropout: dropout probability inside every block.
         classifier_dropout: dropout probability before the final linear layer.
@@ -54,6 +60,7 @@ class MoENet(nn.Module):
     def __init__(
         self,
         stem_width: int = 48,
+        stem: Literal["conv", "whiten"] = "conv",
         widths: list[int] = [64, 128, 256],  # noqa: B006 (jsonargparse shows it)
         pool_after: list[int] = [0, 1, 2],  # noqa: B006
         num_experts: int = 2,
@@ -63,8 +70,9 @@ class MoENet(nn.Module):
         router_zero_init: bool = True,
         router_logit_norm: bool = True,
         router_tau: float = 1.0,
-        router_aux: Literal["cv2", "entropy", "mutual_info"] = "entropy",
+        router_aux: Penalty = "entropy",
         router_aux_weight: float = 0.0,
+        router_gate: Gate = "soft",
         block: Literal["plain", "residual"] = "plain",
         block_dropout: float = 0.0,
         classifier_dropout: float = 0.0,
@@ -75,15 +83,16 @@ class MoENet(nn.Module):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        _check(widths, pool_after, num_experts, reduction, block, block_dropout,
-               classifier_dropout, bottleneck_ratio, impl, num_classes, stem_width,
-               router_aux_weight, router_tau, expert_init_spread, routed_blocks)
+        _check(widths, pool_after, num_experts, block, block_dropout, classifier_dropout,
+               bottleneck_ratio, impl, num_classes, stem_width, expert_init_spread,
+               routed_blocks, stem)
         self.num_experts = num_experts
-        self.stem = Stem(stem_width)
-        router = {"input_norm": router_norm, "zero_init": router_zero_init,
-                  "logit_norm": router_logit_norm, "tau": router_tau,
-                  "aux_kind": router_aux, "aux_weight": router_aux_weight}
-        make = _block_maker(block, reduction, block_dropout, impl, expert_init_spread,
+        self.stem = STEMS[stem](stem_width)
+        router = RouterSettings(reduction=reduction, tau=router_tau, input_norm=router_norm,
+                                zero_init=router_zero_init, logit_norm=router_logit_norm,
+                                aux_kind=router_aux, aux_weight=router_aux_weight,
+                                gate=router_gate)
+        make = _block_maker(block, block_dropout, impl, expert_init_spread,
                             expert_shared, bottleneck_ratio, router)
         routed = range(len(widths)) if routed_blocks is None else routed_blocks
         experts = [num_experts if i in routed else 1 for i in range(len(widths))]
@@ -106,11 +115,11 @@ class MoENet(nn.Module):
         return torch.stack(losses).mean() if losses else None
 
 
-def _block_maker(block: str, reduction: int, dropout: float, impl: str, init_spread: float,
-                 shared: bool, bottleneck_ratio: int, router: dict) -> partial:
+def _block_maker(block: str, dropout: float, impl: str, init_spread: float,
+                 shared: bool, bottleneck_ratio: int, router: RouterSettings) -> partial:
     """The block class of ``block`` with every setting bound but its widths and K."""
     extra = {"bottleneck_ratio": bottleneck_ratio} if block == "residual" else {}
-    return partial(BLOCKS[block], reduction=reduction, dropout=dropout, impl=impl,
+    return partial(BLOCKS[block], dropout=dropout, impl=impl,
                    init_spread=init_spread, shared=shared, router=router, **extra)
 
 
@@ -149,9 +158,9 @@ def init_weights(net: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dropout,
-           bottleneck_ratio, impl, num_classes, stem_width, router_aux_weight,
-           router_tau, expert_init_spread, routed_blocks) -> None:
+def _check(widths, pool_after, k, block, block_dropout, classifier_dropout,
+           bottleneck_ratio, impl, num_classes, stem_width, expert_init_spread,
+           routed_blocks, stem) -> None:
     """One line per bad setting, naming it, before anything is built."""
     rules = [
         (k >= 1, "num_experts", k, "use 1 (static control) or more"),
@@ -162,10 +171,10 @@ def _check(widths, pool_after, k, reduction, block, block_dropout, classifier_dr
          f"use block indices 0..{len(widths) - 1}"),
         (len(set(pool_after)) <= 5, "pool_after", pool_after,
          "use at most 5 blocks: each 2x2 max-pool halves the 32x32 image"),
-        (reduction >= 1, "reduction", reduction, "use 1 or more"),
-        (router_tau > 0, "router_tau", router_tau, "use a temperature above 0"),
-        (router_aux_weight >= 0, "router_aux_weight", router_aux_weight, "use 0 (off) or more"),
         (block in BLOCKS, "block", block, f"use one of {', '.join(BLOCKS)}"),
+        (stem in STEMS, "stem", stem, f"use one of {', '.join(STEMS)}"),
+        (stem != "whiten" or stem_width == 24, "stem_width", stem_width,
+         "use 24 with stem: whiten (2 signs x 3 colours x 2 x 2 pixels)"),
         (impl in IMPLS, "impl", impl, f"use one of {', '.join(IMPLS)}"),
         (0 <= block_dropout < 1, "block_dropout", block_dropout, "use a value in [0, 1)"),
         (0 <= classifier_dropout < 1, "classifier_dropout", classifier_dropout,

@@ -1,10 +1,64 @@
 """The router: per-sample expert weights from the block input."""
 
+from dataclasses import asdict, dataclass
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cifar_moe.routing.stats import balance_penalty
+from cifar_moe.core.errors import UserError
+from cifar_moe.models.penalties import Penalty, balance_penalty, check_penalty
+
+Gate = Literal["soft", "top1"]
+GATES: tuple[str, ...] = get_args(Gate)
+
+
+def check_gate(gate: str) -> None:
+    """One line naming the valid gates for an unknown one."""
+    if gate not in GATES:
+        raise UserError(f"model.net.init_args.router_gate is {gate!r}; use one of "
+                        f"{', '.join(GATES)}")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Every router setting a block passes on, typed once (``MoENet``'s ``router_*`` args).
+
+    Args:
+        reduction: r, the bottleneck ratio of the router MLP (hidden = C // r).
+        tau: softmax temperature; above 1 flattens, below 1 sharpens.
+        input_norm: standardise the pooled input per channel over the batch.
+        zero_init: zero the last layer, so routing starts uniform.
+        logit_norm: standardise each expert's logit over the batch.
+        aux_kind: regulariser on each training batch's weights (``penalties.PENALTIES``).
+        aux_weight: its weight in the loss; 0 turns it off.
+        gate: ``soft`` (softmax weights) or ``top1`` (straight-through hard top-1).
+    """
+
+    reduction: int = 4
+    tau: float = 1.0
+    input_norm: bool = True
+    zero_init: bool = True
+    logit_norm: bool = True
+    aux_kind: Penalty = "entropy"
+    aux_weight: float = 0.0
+    gate: Gate = "soft"
+
+    def __post_init__(self) -> None:
+        check_penalty(self.aux_kind)
+        check_gate(self.gate)
+        for ok, name, value, fix in (
+            (self.reduction >= 1, "reduction", self.reduction, "use 1 or more"),
+            (self.tau > 0, "router_tau", self.tau, "use a temperature above 0"),
+            (self.aux_weight >= 0, "router_aux_weight", self.aux_weight, "use 0 (off) or more"),
+        ):
+            if not ok:
+                raise UserError(f"model.net.init_args.{name} is {value!r}; {fix}")
+
+    def router_kwargs(self) -> dict:
+        """The keyword arguments of :class:`Router` (all but its sizes)."""
+        return asdict(self)
 
 
 def find_routers(module: nn.Module) -> list["Router"]:
@@ -43,12 +97,17 @@ class Router(nn.Module):
             the logits' scale cannot run away, so the softmax stays soft.
         aux_kind: regulariser on each training batch's weights (``balance_penalty`` kinds).
         aux_weight: its weight in the loss; 0 turns it off.
+        gate: ``soft``: the softmax weights. ``top1``: straight-through hard top-1, the
+            one-hot of the softmax's argmax forward and the softmax's gradient backward.
     """
 
     def __init__(self, in_channels: int, num_experts: int, reduction: int = 4, tau: float = 1.0,
                  input_norm: bool = True, zero_init: bool = True, logit_norm: bool = True,
-                 aux_kind: str = "entropy", aux_weight: float = 0.0):
+                 aux_kind: Penalty = "entropy", aux_weight: float = 0.0, gate: Gate = "soft"):
         super().__init__()
+        check_penalty(aux_kind)
+        check_gate(gate)
+        self.gate = gate
         self.zero_init = zero_init
         self.aux_kind, self.aux_weight = aux_kind, aux_weight
         # The weighted regulariser of the last training forward, with its graph; the
@@ -100,8 +159,7 @@ class Router(nn.Module):
         if self.mlp is None:
             weights = x.new_ones(x.shape[0], 1)
         else:
-            logits = self.mlp(x.mean(dim=(2, 3)))  # (B, K)
-            weights = F.softmax(logits.float() / self._tau, dim=-1).to(x.dtype)
+            weights = gate_weights(self.mlp(x.mean(dim=(2, 3))), self._tau, self.gate, x.dtype)
         if self.record:
             self.last_weights = weights.detach()
         if self.training and self.aux_weight > 0 and self.mlp is not None:
@@ -109,7 +167,23 @@ class Router(nn.Module):
         return weights
 
     def extra_repr(self) -> str:
-        return f"num_experts={self.num_experts}, tau={self.tau}"
+        gate = "" if self.gate == "soft" else f", gate={self.gate}"
+        return f"num_experts={self.num_experts}, tau={self.tau}{gate}"
+
+
+def gate_weights(logits: Tensor, tau: Tensor, gate: str, dtype: torch.dtype) -> Tensor:
+    """(B, K) routing weights from (B, K) logits: softmax(logits / tau) in float32, or its
+    straight-through top-1 (``y_hard - y_soft.detach() + y_soft``), cast to ``dtype``.
+
+    Casts are skipped where the dtype already matches: each is a recorded operator.
+    """
+    if logits.dtype != torch.float32:
+        logits = logits.float()
+    weights = F.softmax(logits / tau, dim=-1)  # (B, K)
+    if gate == "top1":
+        hard = torch.zeros_like(weights).scatter_(-1, weights.argmax(dim=-1, keepdim=True), 1.0)
+        weights = hard - weights.detach() + weights  # forward: one-hot; backward: softmax's
+    return weights if weights.dtype == dtype else weights.to(dtype)
 
 
 class BatchStandardize(nn.BatchNorm1d):
@@ -128,4 +202,9 @@ class BatchStandardize(nn.BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:  # (B, F)
         if self.training and x.shape[0] == 1:
             return F.batch_norm(x, self.running_mean, self.running_var, eps=self.eps)
-        return super().forward(x)
+        if self.momentum is None:  # a cumulative average needs BatchNorm's step counter
+            return super().forward(x)
+        # BatchNorm1d's own arithmetic less its step counter (``num_batches_tracked``, read
+        # only when momentum is None): one operator (a launch on a GPU) fewer per step.
+        return F.batch_norm(x, self.running_mean, self.running_var, training=self.training,
+                            momentum=self.momentum, eps=self.eps)

@@ -1,4 +1,6 @@
-"""What ``auto`` means for the speed switches, decided from facts about the training device.
+"""The speed switches in a run: ``auto`` in the parser, the config's four values, compile.
+
+The device facts and the choices ``auto`` makes live in ``cifar_moe.core.hardware``.
 
 ``data.device_augment``, ``model.channels_last``, ``model.compile`` and ``trainer.precision``
 accept ``auto``: on a CUDA device the fast choice (device data path, channels_last,
@@ -8,112 +10,19 @@ torch.compile, ``bf16-mixed`` where the GPU has bf16), anywhere else the plain o
 """
 
 import sys
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
-from typing import Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-AUTO = "auto"
-Auto = Literal["auto"]
-SETTINGS = ("device_augment", "channels_last", "compile", "precision")
-
-
-@dataclass(frozen=True)
-class DeviceFacts:
-    """What the auto choices depend on.
-
-    Args:
-        kind: device type as torch names it: ``cuda``, ``cpu``, ``mps``, ...
-        name: the device's name (``torch.cuda.get_device_name``), or the kind.
-        bf16: whether the device runs bf16 natively (CUDA compute capability >= 8.0).
-        processes: training processes (devices x nodes); the device data path is chosen
-            for one only, as it has not been tested under DDP.
-    """
-
-    kind: str
-    name: str = ""
-    bf16: bool = False
-    processes: int = 1
-
-
-CPU = DeviceFacts("cpu", "cpu")
-
-
-def auto_choice(name: str, facts: DeviceFacts) -> bool | str:
-    """The value ``auto`` stands for, for setting ``name`` (one of SETTINGS), on ``facts``."""
-    fast = facts.kind == "cuda"
-    if name == "precision":
-        return "bf16-mixed" if fast and facts.bf16 else "32-true"
-    if name not in SETTINGS:
-        raise ValueError(f"no auto choice for {name!r}; one of {', '.join(SETTINGS)}")
-    return fast and (name != "device_augment" or facts.processes == 1)
-
-
-def settle(value, name: str, facts: DeviceFacts):
-    """``value`` itself, or the auto choice when it is ``auto``; precision None is 32-true."""
-    if value == AUTO:
-        return auto_choice(name, facts)
-    if name == "precision" and value is None:
-        return "32-true"  # Lightning's own default for precision=None
-    return value
-
-
-def facts_for_device(device: torch.device) -> DeviceFacts:
-    """Facts of a torch device (queries CUDA only for a CUDA device)."""
-    if device.type != "cuda":
-        return DeviceFacts(device.type, device.type)
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    bf16 = torch.cuda.get_device_capability(index) >= (8, 0)
-    return DeviceFacts("cuda", torch.cuda.get_device_name(index), bf16)
-
-
-def facts_for_trainer(trainer) -> DeviceFacts:
-    """Facts of the trainer's root device; CPU when there is no trainer (a module used alone)."""
-    if trainer is None:
-        return CPU
-    return replace(facts_for_device(trainer.strategy.root_device), processes=trainer.world_size)
-
-
-def facts_for_accelerator(accelerator, devices="auto", num_nodes: int = 1) -> DeviceFacts:
-    """Facts before the Trainer exists, from ``trainer.accelerator``/``devices``/``num_nodes``
-    as configured. Follows Lightning's pick for ``auto``/``gpu``: CUDA if available, then MPS.
-    """
-    name = accelerator if isinstance(accelerator, str) else type(accelerator).__name__.lower()
-    if name in ("auto", "gpu", "cuda") or name.startswith("cuda"):
-        if torch.cuda.is_available():
-            processes = _cuda_device_count(devices) * (num_nodes or 1)
-            return replace(facts_for_device(torch.device("cuda", 0)), processes=processes)
-        if name != "cuda" and torch.backends.mps.is_available():
-            return DeviceFacts("mps", "mps")
-        return CPU
-    return DeviceFacts(name, name)
-
-
-def _cuda_device_count(devices) -> int:
-    """How many GPUs ``trainer.devices`` asks for: a count, a list of ids, "0,1", or all."""
-    if devices in (None, "auto", -1, "-1"):
-        return torch.cuda.device_count()
-    if isinstance(devices, int):
-        return devices
-    if isinstance(devices, (list, tuple)):
-        return len(devices)
-    text = str(devices).strip()
-    return int(text) if text.isdigit() else len([d for d in text.split(",") if d.strip()])
-
-
-def summary_line(values: dict, facts: DeviceFacts) -> str:
-    """One line: the device and what each setting became; explicit values are marked."""
-    parts = []
-    for name, value in values.items():
-        chosen = settle(value, name, facts)
-        text = str(chosen).lower() if isinstance(chosen, bool) else str(chosen)
-        parts.append(text if value == AUTO else f"{text} (explicit)")
-    device = facts.kind if facts.kind != "cuda" else f"cuda ({facts.name})"
-    joined = ", ".join(f"{name}={part}" for name, part in zip(values, parts, strict=True))
-    return f"auto settings: device={device} -> {joined}"
+from cifar_moe.core.errors import UserError
+from cifar_moe.core.hardware import AUTO, Auto, DeviceFacts, settle
+from cifar_moe.core.private_api import (
+    eager_backward_lowering,
+    is_compiled,
+    uncompile,
+    widen_argument_type,
+)
 
 
 def config_values(config) -> dict:
@@ -134,8 +43,7 @@ def accept_auto_precision(parser) -> None:
     an added argument's type, so the action's type hint is widened in place (checked by the
     tests, which parse ``auto`` and reject ``bogus``).
     """
-    action = next(a for a in parser._actions if a.dest == "trainer.precision")
-    action._typehint = Auto | action._typehint | None
+    widen_argument_type(parser, "trainer.precision", Auto)
     parser.set_defaults({"trainer.precision": AUTO})
 
 
@@ -145,12 +53,34 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def compile_in_place(net: nn.Module) -> None:
-    """``net.compile()`` once; if torch.compile cannot even start here, say so and stay eager."""
-    if getattr(net, "_compiled_call_impl", None) is not None:
+def apply_speed_settings(module, facts: DeviceFacts) -> None:
+    """A LitClassifier's ``configure_model``: settle channels_last, compile and CUDA graphs
+    on ``facts`` and apply them to ``module.net`` in place (state_dict keys unchanged)."""
+    settings = module.speed_settings
+    module.channels_last = settle(settings["channels_last"], "channels_last", facts)
+    if module.channels_last:
+        module.net.to(memory_format=torch.channels_last)
+    compiled = settle(settings["compile"], "compile", facts)
+    graphs = bool(settings.get("cuda_graphs"))
+    if graphs and not compiled:
+        raise UserError(f"model.cuda_graphs needs model.compile (it is "
+                        f"{settings['compile']!r} on {facts.kind}); set model.compile true")
+    if graphs and facts.kind != "cuda":
+        say(f"note: model.cuda_graphs applies to a CUDA device only; off on {facts.kind}")
+        graphs = False
+    module.cuda_graphs = graphs
+    if compiled:
+        compile_in_place(module.net, cuda_graphs=graphs)
+
+
+def compile_in_place(net: nn.Module, cuda_graphs: bool = False) -> None:
+    """``net.compile()`` once (with ``cuda_graphs``: mode ``reduce-overhead`` and static
+    shapes, so each shape is one recorded graph); if torch.compile cannot even start here,
+    say so and stay eager."""
+    if is_compiled(net):
         return
     try:
-        net.compile()
+        net.compile(**({"mode": "reduce-overhead", "dynamic": False} if cuda_graphs else {}))
     except Exception as err:  # any failure means the same: run eager
         _report_compile_failure(net, err)
 
@@ -162,27 +92,18 @@ def call_compiled_or_eager(net: nn.Module, *inputs):
     A failed compile runs nothing, so no state (e.g. BatchNorm statistics) is touched twice;
     an error of the network itself fails again eagerly and propagates as it would have.
     """
-    if getattr(net, "_compiled_call_impl", None) is None:
+    if not is_compiled(net):
         return net(*inputs)
     try:
-        with _backward_compiled_with_forward():
+        with eager_backward_lowering():
             return net(*inputs)
     except Exception as err:
         _report_compile_failure(net, err)
         return net(*inputs)
 
 
-def _backward_compiled_with_forward():
-    """Inductor compiles the backward lazily, at the first ``backward()``, where a failure
-    could not fall back; this lowers it during the forward call, inside the guard above."""
-    config = torch._functorch.config
-    if hasattr(config, "force_non_lazy_backward_lowering"):
-        return config.patch(force_non_lazy_backward_lowering=True)
-    return nullcontext()
-
-
 def _report_compile_failure(net: nn.Module, err: Exception) -> None:
-    net._compiled_call_impl = None  # undoes nn.Module.compile(): plain eager calls
+    uncompile(net)
     gist = " ".join(f"{type(err).__name__}: {err}".split())[:200]
     say(f"warning: model.compile: torch.compile failed on this machine ({gist}); "
         "continuing eager")

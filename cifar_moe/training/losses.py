@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 
 
 def smooth_targets(targets: Tensor, num_classes: int, label_smoothing: float) -> Tensor:

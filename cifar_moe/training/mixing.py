@@ -1,15 +1,20 @@
-"""Batch mixing (mixup / cutmix) with a switch-off epoch.
+"""Batch mixing (mixup / cutmix) with a switch-off epoch, drawn and applied on the device.
 
-torchvision.transforms.v2's MixUp and CutMix do the pixel work: each pairs every image
-with its neighbour in the (already shuffled) batch, and CutMix's lambda is corrected to
-the true pasted-area fraction after the box is clipped at the border.
+The same mixes as torchvision.transforms.v2's MixUp and CutMix: each image is paired with
+its neighbour in the (already shuffled) batch, mixup blends the pair with lambda ~
+Beta(alpha, alpha), cutmix pastes a box of the neighbour and corrects lambda to the pasted
+area after the box is clipped at the border. Unlike torchvision, every draw (the choice
+between the two, lambda, the box centre) is a device tensor and both mixes are one masked
+blend, so a training step never waits for the device to read a random number back. The
+draws come from the device's generator: a seeded run is reproducible, with other draws
+than torchvision's.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import v2
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 
 
 class BatchMixer:
@@ -36,22 +41,78 @@ class BatchMixer:
                 raise UserError(f"model.{name} is {value}; use 0 (off) or a positive alpha")
         if not 0.0 <= cutmix_prob <= 1.0:
             raise UserError(f"model.cutmix_prob is {cutmix_prob}; use a probability in [0, 1]")
+        self.num_classes = num_classes
         self.until_epoch = until_epoch
-        self.cutmix_prob = cutmix_prob
-        self._mixup = v2.MixUp(alpha=mixup_alpha, num_classes=num_classes) if mixup_alpha else None
-        self._cutmix = (
-            v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes) if cutmix_alpha else None
-        )
+        self.cutmix_prob = cutmix_prob if mixup_alpha and cutmix_alpha else float(
+            bool(cutmix_alpha))  # one mixer on: it is always the one
+        # Beta rows drawn together: (alpha_mixup, alpha_cutmix), the unused one harmless.
+        self.alphas = (mixup_alpha or 1.0, cutmix_alpha or 1.0)
+        self.enabled = bool(mixup_alpha or cutmix_alpha)
+        self._beta: dict[torch.device, torch.distributions.Beta] = {}
+        self._grids: dict[tuple, _BoxGrid] = {}
 
     def active(self, epoch: int) -> bool:
         """Whether batches of this epoch are mixed."""
-        has_mixer = self._mixup is not None or self._cutmix is not None
-        return has_mixer and (self.until_epoch is None or epoch < self.until_epoch)
+        return self.enabled and (self.until_epoch is None or epoch < self.until_epoch)
 
+    def _lambdas(self, device: torch.device) -> Tensor:
+        """(2,) draws: lambda for mixup and for cutmix, one op on the device."""
+        if device not in self._beta:  # built once per device: no copy per step
+            alphas = torch.tensor(self.alphas, device=device)
+            self._beta[device] = torch.distributions.Beta(alphas, alphas)
+        return self._beta[device].sample()
+
+    @torch.no_grad()
     def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) images and (B,) labels -> mixed images and (B, C) soft targets."""
-        mixer = self._mixup or self._cutmix
-        if self._mixup is not None and self._cutmix is not None:
-            use_cutmix = torch.rand(()).item() < self.cutmix_prob
-            mixer = self._cutmix if use_cutmix else self._mixup
-        return mixer(images, labels)
+        lam, weight = self._draw(images)  # () and a share of the own image, () or (H, W)
+        mixed = torch.lerp(images.roll(1, 0), images, weight)
+        onehot = F.one_hot(labels, self.num_classes).float()
+        return mixed, torch.lerp(onehot.roll(1, 0), onehot, lam)
+
+    def _draw(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """lambda (float32) and the own image's share: lambda for mixup, the keep mask for
+        cutmix, whose lambda is the area kept after clipping."""
+        lams = self._lambdas(images.device)
+        if self.cutmix_prob == 0:  # mixup only
+            return lams[0], _as(lams[0], images.dtype)
+        grid = self._grid(images)
+        # uniform draws: [0] picks cutmix, [1:] the box centre (row, column)
+        u = torch.rand(3, device=images.device)
+        keep = grid.outside_box(u[1:], lams[1]).to(images.dtype)  # (H, W): 1 = own image
+        area = _as(keep, torch.float32).mean()
+        if self.cutmix_prob == 1:
+            return area, keep
+        use_cutmix = u[0] < self.cutmix_prob
+        lam = torch.where(use_cutmix, area, lams[0])
+        return lam, torch.where(use_cutmix, keep, _as(lam, images.dtype))
+
+    def _grid(self, images: Tensor) -> "_BoxGrid":
+        key = (images.device, *images.shape[-2:])
+        if key not in self._grids:  # made once per device and size: no copy per step
+            self._grids[key] = _BoxGrid(*images.shape[-2:], images.device)
+        return self._grids[key]
+
+
+def _as(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``tensor.to(dtype)`` without the (recorded, if free) op when it already is."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
+class _BoxGrid:
+    """Row and column positions of an H x W image, for torchvision's cutmix box."""
+
+    def __init__(self, h: int, w: int, device: torch.device) -> None:
+        self.sides = torch.tensor([h, w], dtype=torch.float32, device=device)
+        self.rows = torch.arange(h, device=device)
+        self.cols = torch.arange(w, device=device)
+
+    def outside_box(self, centre: Tensor, lam: Tensor) -> Tensor:
+        """(H, W) bool, False in the box of half sides floor(0.5 sqrt(1 - lam) * side)
+        around ``centre`` (fractions of H and W), clipped at the border."""
+        middle = (centre * self.sides).floor()  # distributed as torch.randint(side)
+        half = ((1.0 - lam).sqrt() * 0.5 * self.sides).floor()
+        low, high = middle - half, middle + half
+        inside_rows = (self.rows >= low[0]) & (self.rows < high[0])
+        inside_cols = (self.cols >= low[1]) & (self.cols < high[1])
+        return ~(inside_rows[:, None] & inside_cols[None, :])

@@ -11,24 +11,25 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from cifar_moe.constants import CIFAR10_CLASSES
-from cifar_moe.errors import UserError
-from cifar_moe.inference import Classification, classify
-from cifar_moe.training.auto_settings import (
-    AUTO,
-    Auto,
-    call_compiled_or_eager,
-    compile_in_place,
-    facts_for_trainer,
-    settle,
-)
-from cifar_moe.training.checkpointing import rng_states, set_rng_states
+from cifar_moe.core.constants import CIFAR10_CLASSES
+from cifar_moe.core.errors import UserError
+from cifar_moe.core.hardware import AUTO, Auto, facts_for_trainer
+from cifar_moe.training.auto_settings import apply_speed_settings, call_compiled_or_eager
+from cifar_moe.training.classify import Classification, classify
+from cifar_moe.training.faults import rng_states, set_rng_states
 from cifar_moe.training.losses import FOCAL_FORM, FOCAL_GAMMA, FocalForm, LossName, build_loss
 from cifar_moe.training.mixing import BatchMixer
 from cifar_moe.training.schedules import scheduler_config
+from cifar_moe.training.train_totals import (
+    TrainTotals,
+    checked_optimizer,
+    logs_this_step,
+    with_foreach,
+)
 from cifar_moe.training.tta import TTAMode, tta_logits
+from cifar_moe.training.whitening import whiten_stems
 
-STAGES = ("train", "val", "test")
+EVAL_STAGES = ("val", "test")  # training keeps its totals on the device (TrainTotals)
 
 # EMAWeightAveraging (configs/extras/ema.yaml) warns about any configure_model override since
 # it cannot shard; ours only sets the memory format and compiles, so the warning misleads.
@@ -60,6 +61,10 @@ class LitClassifier(L.LightningModule):
         compile: run the network through ``torch.compile`` (parameters and checkpoints are
             those of the plain network); ``auto`` = on a CUDA device only. If compiling
             fails, one line says so and the run goes on eager.
+        cuda_graphs: replay the compiled network as CUDA graphs (compile mode
+            ``reduce-overhead``, static shapes): one launch per graph instead of one per
+            operator. Needs compile; off by default until measured faster on a GPU; on
+            another device one line says it is off.
         tta: test-time augmentation at val/test/predict/classify: ``flip`` averages the
             logits of each image and its mirror (``cifar_moe/training/tta.py``).
     """
@@ -82,6 +87,7 @@ class LitClassifier(L.LightningModule):
         channels_last: bool | Auto = AUTO,
         compile: bool | Auto = AUTO,
         tta: TTAMode = "none",
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         self._save_hparams()
@@ -93,14 +99,16 @@ class LitClassifier(L.LightningModule):
         self.mixer = BatchMixer(
             len(self.class_names), mixup_alpha, cutmix_alpha, cutmix_prob, mix_until_epoch
         )
-        self.speed_settings = {"channels_last": channels_last, "compile": compile}
+        self.speed_settings = {"channels_last": channels_last, "compile": compile,
+                               "cuda_graphs": cuda_graphs}
         self.channels_last = channels_last is True  # 'auto' is settled in configure_model
-        self.optimizer_factory = _checked_optimizer(optimizer)
+        self.cuda_graphs = False  # set in configure_model, where the device is known
+        self.optimizer_factory = checked_optimizer(optimizer)
         self.scheduler_factory = scheduler
         self._resumed_schedulers: list[dict] | None = None
-        # One metric per stage, reset and synced by Lightning (a ModuleDict key "train" would
-        # shadow nn.Module.train).
-        for stage in STAGES:
+        self.totals = TrainTotals()
+        # One metric per evaluation stage, reset and synced by Lightning.
+        for stage in EVAL_STAGES:
             setattr(self, f"{stage}_acc", MulticlassAccuracy(len(class_names), average="micro"))
 
     def _save_hparams(self) -> None:
@@ -114,35 +122,28 @@ class LitClassifier(L.LightningModule):
             self.hparams.pop("net")
             self._hparams_initial.pop("net", None)
 
+    def setup(self, stage: str) -> None:
+        if stage == "fit":  # a whitening stem's filters come from the training images
+            whiten_stems(self, self.trainer)
+
     def configure_model(self) -> None:
-        facts = facts_for_trainer(self._trainer)
-        self.channels_last = settle(self.speed_settings["channels_last"], "channels_last", facts)
-        if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
-        if settle(self.speed_settings["compile"], "compile", facts):
-            compile_in_place(self.net)  # in place: state_dict keys stay those of `net`
+        apply_speed_settings(self, facts_for_trainer(self._trainer))
 
     def forward(self, images: Tensor) -> Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return call_compiled_or_eager(self.net, images)
+        logits = call_compiled_or_eager(self.net, images)
+        # A CUDA graph's outputs are overwritten by its next replay (TTA calls it twice).
+        return logits.clone() if self.cuda_graphs else logits
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+        """Validation and test: the loss and the stage's metric object, logged per epoch."""
         images, labels = batch
-        training = stage == "train"
-        mixing = training and self.mixer.active(self.current_epoch)
-        targets = labels
-        if mixing:
-            images, targets = self.mixer(images, labels)  # targets: (B, C) soft
-        logits = self(images) if training else tta_logits(self, images, self.tta)
-        loss = self.loss_fn(logits, targets)
+        logits = tta_logits(self, images, self.tta)
+        loss = self.loss_fn(logits, labels)
         preds = logits.argmax(dim=-1)
         metric = getattr(self, f"{stage}_acc")
-        # On a mixed batch accuracy is measured against each sample's dominant label.
-        batch_acc = metric(preds, targets.argmax(dim=-1) if mixing else labels)
-        if training:
-            loss = self._training_loss(loss, batch_acc, mixing)
-        # Epoch values carry the plain keys (train/loss, val/acc); train also logs per step.
+        metric(preds, labels)
         # Epoch-level values are averaged over all DDP processes once, at the epoch's end
         # (metric objects sync themselves); no collective per step.
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
@@ -150,24 +151,66 @@ class LitClassifier(L.LightningModule):
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         return {"loss": loss, "preds": preds, "targets": labels}
 
-    def _training_loss(self, loss: Tensor, batch_acc: Tensor, mixing: bool) -> Tensor:
-        """The task loss checked, plus the network's regulariser; the per-step logs."""
-        self._check_finite(loss)
-        loss = loss + self._aux_loss()
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False)
-        self.log("train/acc_step", batch_acc, on_step=True, on_epoch=False)
-        self.log("train/mixing", float(mixing), on_step=False, on_epoch=True, sync_dist=True)
-        return loss
+    def training_step(self, batch, batch_idx):
+        """Nothing here reads a value back from the device, except at Lightning's logging
+        steps: the epoch's totals stay on the device (``TrainTotals``)."""
+        images, labels = batch
+        mixing = self.mixer.active(self.current_epoch)
+        targets = labels
+        if mixing:
+            images, targets = self.mixer(images, labels)  # targets: (B, C) soft
+        logits = self(images)
+        loss = self.loss_fn(logits, targets)
+        preds = logits.argmax(dim=-1)
+        # On a mixed batch accuracy is measured against each sample's dominant label.
+        correct = (preds == (targets.argmax(dim=-1) if mixing else labels)).sum()
+        aux = self._aux_loss()
+        total = loss if aux is None else loss + aux
+        self.totals.add(total, correct, aux, len(labels), mixing)
+        if self._logs_this_step():
+            self.log("train/loss_step", total.detach(), on_step=True, on_epoch=False)
+            self.log("train/acc_step", correct / len(labels), on_step=True, on_epoch=False)
+            self._check_finite()
+        return {"loss": total, "preds": preds, "targets": labels}
 
-    def _check_finite(self, loss: Tensor) -> None:
-        # One host sync per step; a NaN that trains on silently costs far more.
-        if not torch.isfinite(loss):
-            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
-            raise UserError(
-                f"non-finite training loss ({loss.item()}) at step {self.global_step}, "
-                f"epoch {self.current_epoch}; last good checkpoint: {last}. "
-                "Lower model.optimizer.init_args.lr or check the data"
-            )
+    def _logs_this_step(self) -> bool:
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # a step called by hand (a notebook, a test): log and check it
+            return True
+        return logs_this_step(trainer)
+
+    def _check_finite(self) -> None:
+        """Stop on a non-finite training loss; read at logging steps, before a validation
+        and at the epoch's end, so a NaN is found within one logging interval."""
+        first, now = self.totals.unchecked_from, self.global_step
+        self.totals.unchecked_from = now + 1
+        if self.totals.finite():
+            return
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+        raise UserError(
+            f"non-finite training loss at steps {first}-{now} (checked once per logging "
+            f"interval), epoch {self.current_epoch}; last good checkpoint: {last}. "
+            "Lower model.optimizer.init_args.lr or check the data"
+        )
+
+    def on_train_epoch_start(self) -> None:
+        self.totals = TrainTotals()
+        self.totals.unchecked_from = self.global_step
+
+    def on_validation_start(self) -> None:
+        # Before a validation can report the NaN as a non-finite val/loss instead.
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self._check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's training values: one read of the totals, summed over processes."""
+        self._check_finite()
+        reduce_sum = lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")  # noqa: E731
+        for name, value in self.totals.epoch_values(reduce_sum).items():
+            # Summed above, so equal on every rank: the mean over ranks is the value.
+            self.log(name, value, on_step=False, on_epoch=True, sync_dist=True,
+                     prog_bar=name in ("train/loss", "train/acc"))
 
     def on_fit_start(self) -> None:
         until, max_epochs = self.mixer.until_epoch, self.trainer.max_epochs
@@ -186,17 +229,10 @@ class LitClassifier(L.LightningModule):
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
-    def _aux_loss(self) -> Tensor | float:
+    def _aux_loss(self) -> Tensor | None:
         """The network's own regulariser (``net.aux_loss()``, e.g. routing balance), if any."""
         aux = getattr(self.net, "aux_loss", None)
-        value = aux() if callable(aux) else None
-        if value is None:
-            return 0.0
-        self.log("train/aux_loss", value, on_step=False, on_epoch=True, sync_dist=True)
-        return value
-
-    def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
+        return aux() if callable(aux) else None
 
     def validation_step(self, batch, batch_idx):
         return self._shared_step(batch, "val")
@@ -213,7 +249,7 @@ class LitClassifier(L.LightningModule):
         return classify(self, images, batch_size)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = with_foreach(self.optimizer_factory(self.parameters()))
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self._scheduler_config(optimizer)}
@@ -221,16 +257,4 @@ class LitClassifier(L.LightningModule):
     def _scheduler_config(self, optimizer) -> dict:
         saved = (self._resumed_schedulers or [None])[0]
         return scheduler_config(self.scheduler_factory, optimizer, self.trainer, saved)
-
-
-def _checked_optimizer(factory: OptimizerCallable) -> OptimizerCallable:
-    """Build the optimizer once on a dummy parameter, so bad settings fail at start-up."""
-    try:
-        probe = factory([torch.zeros(1, requires_grad=True)])
-    except ValueError as err:  # torch's own checks, e.g. "Invalid learning rate: -0.1"
-        raise UserError(f"model.optimizer: {err}; fix it in the config") from None
-    for group in probe.param_groups:
-        if group["lr"] <= 0:
-            raise UserError(f"model.optimizer lr is {group['lr']}; use a positive lr")
-    return factory
 

@@ -1,18 +1,26 @@
-"""The end of ``fit``: a short summary on the console and real metrics for TensorBoard's HParams.
+"""The end of ``fit``: a short summary on the console and real metrics for TensorBoard's HParams;
+the run's ``status.json`` (running, finished, interrupted, failed) for ``python -m cifar_moe runs``.
+
+Epochs are counted from 1 here, as in the checkpoint names and the figures.
 
 The HParams tab of every run shows ``val/acc_best`` (written here) and ``test/acc`` (logged
 by ``test``, which writes into the same run folder), next to the run's settings.
 """
 
 import os
+import socket
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from cifar_moe.selection import SELECT_METRIC
+from cifar_moe.core.atomic_files import write_json_atomic
+from cifar_moe.core.constants import SELECT_METRIC
+from cifar_moe.core.private_api import summary_file_writer
 
+STATUS_FILE = "status.json"
 HPARAM_METRICS = ("val/acc_best", "test/acc")
 """The metric columns of the HParams tab; their values are the runs' last scalars."""
 
@@ -35,9 +43,31 @@ class RunSummary(L.Callback):
         self.best_acc: float | None = None
         self.best_epoch: int | None = None
         self._started = time.perf_counter()
+        self.run_dir: str | None = None  # set at fit start; status.json lives there
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
+        # log_dir is a collective call under DDP: asked here by every rank, kept for the end.
+        self.run_dir = trainer.log_dir
+        self._status(trainer, "running", pid=os.getpid(), host=socket.gethostname())
+
+    def _status(self, trainer, status: str, **extra) -> None:
+        """The run's state in ``status.json``, replaced whole (it describes now, not history)."""
+        folder = self.run_dir
+        if not trainer.is_global_zero or not folder or not Path(folder).is_dir():
+            return
+        record = {"status": status, "epochs": trainer.current_epoch,
+                  "best_val_acc": self.best_acc,
+                  "best_epoch": None if self.best_epoch is None else self.best_epoch + 1, **extra}
+        with suppress(OSError):  # a full disk is reported by the save that needs the space
+            write_json_atomic(Path(folder) / STATUS_FILE, record)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        interrupted = isinstance(exception, KeyboardInterrupt) or "SIGTERM" in type(
+            exception).__name__
+        line = " ".join(str(exception).split())[:300]
+        self._status(trainer, "interrupted" if interrupted else "failed",
+                     **({} if interrupted else {"error": line}))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # By now Lightning has moved this validation's epoch values into callback_metrics.
@@ -57,6 +87,7 @@ class RunSummary(L.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         # log_dir is a collective call under DDP: every rank must ask, then only rank 0 writes.
         log_dir = trainer.log_dir or ""
+        self._status(trainer, "finished")
         if not trainer.is_global_zero:
             return
         if self.hparams_tab:
@@ -74,11 +105,11 @@ class RunSummary(L.Callback):
         if self.best_acc is None:
             head = "fit done: no validation ran, so there is no best val/acc"
         else:
-            head = f"fit done: best val/acc {self.best_acc:.4f} at epoch {self.best_epoch}"
+            head = f"fit done: best val/acc {self.best_acc:.4f} at epoch {self.best_epoch + 1}"
         lines = [f"{head} ({_duration(seconds)} wall time)",
                  f"  best checkpoint: {_short(best_path) or 'none saved'}",
                  f"  logs:            {_short(log_dir)}  "
-                 f"(tensorboard --logdir {_short(Path(log_dir).parent)})"]
+                 f"(tensorboard --logdir {_short(_logs_folder(Path(log_dir)))})"]
         config = Path(log_dir) / "config.yaml"
         if best_path and config.is_file():
             lines.append(f"  next:            python -m cifar_moe test --config {_short(config)} "
@@ -89,8 +120,9 @@ class RunSummary(L.Callback):
 def run_hparams(pl_module, trainer) -> dict[str, object]:
     """The run's settings as flat ``model/...``, ``data/...`` keys with TensorBoard-able values.
 
-    Internal keys (``_instantiator``, ``_class_path``) are left out; a class with arguments
-    (the network, optimizer, scheduler) becomes one readable value, e.g. ``SGD(lr=0.05)``.
+    Internal keys (``_instantiator``, ``_class_path``) are left out. A class with arguments
+    (the network, optimizer, scheduler) and a settings mapping (augmentation) become one field
+    each: ``model/optimizer/class = SGD``, ``model/optimizer/lr = 0.05``, ``data/augment/flip_p``.
     """
     params: dict[str, object] = {}
     datamodule = getattr(trainer, "datamodule", None)
@@ -98,7 +130,7 @@ def run_hparams(pl_module, trainer) -> dict[str, object]:
     for prefix, hparams in sources:
         for key, value in hparams.items():
             if not key.startswith("_") and key != "class_names":
-                params[f"{prefix}/{key}"] = _plain(value)
+                params.update(_fields(f"{prefix}/{key}", value))
     params["trainer/max_epochs"] = _plain(trainer.max_epochs)
     params["seed"] = _plain(os.environ.get("PL_GLOBAL_SEED"))  # set by seed_everything
     return params
@@ -113,7 +145,7 @@ def write_hparams(logger: TensorBoardLogger, params: dict, best_acc, step: int) 
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
     experiment, start, end = hparams_summary(params, dict.fromkeys(HPARAM_METRICS, 0.0))
-    writer = logger.experiment._get_file_writer()
+    writer = summary_file_writer(logger.experiment)
     for summary in (experiment, start, end):
         writer.add_summary(summary)
     if best_acc is not None:
@@ -121,13 +153,23 @@ def write_hparams(logger: TensorBoardLogger, params: dict, best_acc, step: int) 
     logger.experiment.flush()
 
 
+def _fields(name: str, value) -> dict[str, object]:
+    """``name = value`` as HParams fields: a class_path mapping gives ``name/class`` and one
+    field per init arg, any other mapping one field per key; scalars stay one field."""
+    if isinstance(value, dict) and "class_path" in value:
+        fields = {f"{name}/class": str(value["class_path"]).rsplit(".", 1)[-1]}
+        for key, arg in sorted((value.get("init_args") or {}).items()):
+            if key != "num_classes":  # linked from the data, shown as data/num_classes
+                fields.update(_fields(f"{name}/{key}", arg))
+        return fields
+    if isinstance(value, dict):
+        return {k: v for key, item in sorted(value.items())
+                for k, v in _fields(f"{name}/{key}", item).items()}
+    return {name: _plain(value)}
+
+
 def _plain(value) -> object:
     """A value TensorBoard's HParams accepts: bool, int, float or str."""
-    if isinstance(value, dict) and "class_path" in value:
-        name = str(value["class_path"]).rsplit(".", 1)[-1]
-        args = ", ".join(f"{k}={v}" for k, v in sorted((value.get("init_args") or {}).items())
-                         if k != "num_classes")
-        return f"{name}({args})"
     if isinstance(value, (bool, int, float, str)):
         return value
     return "null" if value is None else str(value)
@@ -142,6 +184,11 @@ def _short(path) -> str:
         return str(absolute.relative_to(Path.cwd()))
     except ValueError:
         return str(absolute)
+
+
+def _logs_folder(run: Path) -> Path:
+    """``lightning_logs`` above a run folder (every run's curves side by side)."""
+    return next((p for p in run.parents if p.name == "lightning_logs"), run.parent)
 
 
 def _duration(seconds: float) -> str:

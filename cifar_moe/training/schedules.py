@@ -8,7 +8,7 @@ import sys
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 
 
 class CosineToRunEnd(CosineAnnealingLR):

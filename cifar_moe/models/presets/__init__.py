@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from cifar_moe.errors import UserError
+from cifar_moe.core.errors import UserError
 
 PRESET_DIR = files(__name__)
 """The folder of preset YAML files (a ``Traversable``: ``/``, ``read_text``, ``iterdir``)."""

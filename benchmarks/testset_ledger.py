@@ -1,0 +1,38 @@
+"""The ledger of test-set scorings (docs/test_set_uses.md) and the README's count of them.
+
+The selection protocol counts every scoring of the 500 test images. A benchmark that scores
+them adds its own line here as each fit finishes, so the count is true even when a long run
+is interrupted or nobody is watching it."""
+
+import re
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LEDGER = REPO_ROOT / "docs" / "test_set_uses.md"
+README = REPO_ROOT / "README.md"
+ROW = re.compile(r"^\| (\d+) \|", re.MULTILINE)
+COUNT = re.compile(r"Count since the protocol: \*\*(\d+)\*\*")
+README_COUNT = re.compile(r"\*\*(\d+) scorings since the protocol\*\*")
+
+
+def record_test_use(what: str, why: str, result: str, ledger: Path = LEDGER,
+                    readme: Path | None = None) -> int:
+    """Append one scoring to the ledger's table and update its count, and the README's when
+    the ledger is the project's own (``readme`` names another); return the new count."""
+    if readme is None and ledger.resolve() == LEDGER:
+        readme = README
+    text = ledger.read_text()
+    rows = [int(n) for n in ROW.findall(text)]
+    number = max(rows, default=0) + 1
+    last = list(ROW.finditer(text))[-1] if rows else None
+    if last is None:
+        raise ValueError(f"{ledger}: no table of scorings to append to")
+    end = text.index("\n", last.start()) + 1
+    text = text[:end] + f"| {number} | {what} | {why} | {result} |\n" + text[end:]
+    if not COUNT.search(text):
+        raise ValueError(f"{ledger}: no 'Count since the protocol: **N**' line")
+    ledger.write_text(COUNT.sub(f"Count since the protocol: **{number}**", text))
+    if readme is not None:
+        readme.write_text(README_COUNT.sub(f"**{number} scorings since the protocol**",
+                                           readme.read_text()))
+    return number

@@ -1,0 +1,3 @@
+from cifar_moe.deploy.export import main
+
+main()
