@@ -19,8 +19,6 @@ under ``--out``; a rerun reuses those whose settings match. Epoch defaults come 
 import argparse
 import hashlib
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,9 +29,10 @@ from pathlib import Path
 import torch
 import yaml
 from _checkout import DEFAULT_SLICE_DIR
+from _machine import machine_facts
 from peer_airbench import train_peer
 from peer_stats import mean_sd, means_line, paired_line, summary_line
-from testset_ledger import LEDGER, record_test_use
+from testset_ledger import LEDGER, record_fit_scoring
 
 from cifar_moe.cli import cli_main
 from cifar_moe.core.atomic_files import write_json_atomic
@@ -63,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test", action="store_true", help="also score the test images once per fit")
     p.add_argument("--out", default=str(HERE / "peer_results"),
                    help="one JSON per finished fit (committed: a rerun anywhere resumes)")
+    p.add_argument("--trainers", choices=("both", "peer", "template"), default="both",
+                   help="fit only one trainer (its results are kept for a later 'both' run)")
     p.add_argument("--ledger", default=str(LEDGER), help="the ledger each --test scoring is "
                    "added to (docs/test_set_uses.md; the README's count follows it)")
     p.add_argument("--limit-batches", type=int, help="smoke runs: batches per epoch")
@@ -131,10 +132,15 @@ def run_template(args, config: Path, seed: int, epochs: int, extra: tuple = ()) 
         cli = cli_main(cli_args)
         val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
         wall = time.perf_counter() - start
+        # The routed blocks' health after the fit (issue 33: dead_fraction 0, balance >=
+        # 0.9, mutual_info >= 0.05), as this validation logged it.
+        routing = {k: float(v) for k, v in cli.trainer.callback_metrics.items()
+                   if k.startswith("route/")}
         test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False) \
             if args.test else None
     return {"val_acc": val[0]["val/acc"], "test_acc": test[0]["test/acc"] if test else None,
-            "wall_s": wall, "detail": {"trained_epochs": cli.trainer.current_epoch}}
+            "wall_s": wall, "detail": {"trained_epochs": cli.trainer.current_epoch,
+                                       "routing": routing}}
 
 
 def settings_for(args, trainer: str, seed: int, epochs: int, config: Path) -> dict:
@@ -154,37 +160,22 @@ def fit_or_reuse(args, trainer: str, seed: int, settings: dict, fit) -> dict:
     reused = old is not None and old.get("settings") == settings
     if old is not None and not reused:
         print(f"{trainer} seed {seed}: {path} has other settings; fitting again")
-    result = old if reused else {"settings": settings, **fit()}
+    # The machine beside each fit: epochs are the budget, but their minutes depend on the
+    # CPU (an AMD EPYC took 2.0x the Intel Xeon's time per peer epoch, 1.4x per template one).
+    result = old if reused else {"settings": settings, **fit(),
+                                 "machine": machine_facts(args.threads)}
     if not reused:
         write_json_atomic(path, result)
         if result["test_acc"] is not None:
-            log_test_use(args, trainer, seed, settings, result, path)
+            name = "peer (airbench94 rewrite)" if trainer == "peer" \
+                else f"template `{settings['config']}`"
+            record_fit_scoring(name, seed, settings["epochs"], shown(path),
+                               result["test_acc"], Path(args.ledger))
     test = "" if result["test_acc"] is None else f", test {100 * result['test_acc']:.1f} %"
     print(f"{trainer} seed {seed} (fold {seed}): val {100 * result['val_acc']:.1f} %{test}, "
           f"{result['wall_s'] / 60:.1f} min" + (f" (reused {path})" if reused else ""),
           flush=True)
     return result
-
-
-def log_test_use(args, trainer: str, seed: int, settings: dict, result: dict,
-                 path: Path) -> None:
-    """One line in the ledger of test-set scorings for this fit (protocol: count them all)."""
-    name = ("peer (airbench94 rewrite)" if trainer == "peer"
-            else f"template `{settings['config']}`")
-    what = (f"`bench_peer.py --test`, {name}, fold {seed}, seed {seed}, "
-            f"{settings['epochs']} epochs (`{shown(path)}`)")
-    number = record_test_use(what, "the benchmark's one test scoring per fit, for the README",
-                             f"{100 * result['test_acc']:.1f} %", Path(args.ledger))
-    print(f"test-set scoring #{number} recorded in {args.ledger}")
-
-
-def machine_facts(threads: int) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor()) \
-        if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads,
-            "platform": platform.platform(), "torch": torch.__version__,
-            "python": platform.python_version(), "load_avg_1_5_15": os.getloadavg()}
 
 
 CALIBRATION_EPOCHS = 4
@@ -251,14 +242,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.test:
         print("--test: the test images are scored once per fit, never to choose; each "
               "scoring counts in docs/test_set_uses.md")
-    results = {"peer": [], "template": []}
+    trainers = [(t, e) for t, e in (("peer", peer_epochs), ("template", template_epochs))
+                if args.trainers in ("both", t)]
+    results = {t: [] for t, _ in trainers}
     for seed in range(args.seeds):
-        for trainer, epochs in (("peer", peer_epochs), ("template", template_epochs)):
+        for trainer, epochs in trainers:
             fit = (lambda s=seed, e=epochs: run_peer(args, s, e)) if trainer == "peer" \
                 else (lambda s=seed, e=epochs: run_template(args, config, s, e))
             settings = settings_for(args, trainer, seed, epochs, config)
             results[trainer].append(fit_or_reuse(args, trainer, seed, settings, fit))
     print(means_line(results))
+    if len(results) == 1:
+        return
     print(paired_line([r["val_acc"] for r in results["template"]],
                       [r["val_acc"] for r in results["peer"]]))
     if args.test:

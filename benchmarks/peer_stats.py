@@ -27,14 +27,15 @@ def interval(values: list[float], sign: str = "+") -> str:
     return f"[{mean - half:{sign}.1f}, {mean + half:{sign}.1f}]"
 
 
-def paired_line(template: list[float], peer: list[float]) -> str:
+def paired_line(template: list[float], peer: list[float],
+                names: str = "template - peer") -> str:
     """'template - peer' per fold in percentage points: mean, standard error and 95 %
     t-interval (the selection protocol adopts on mean > 2 SE over >= 5 folds)."""
     diffs = [100 * (t - p) for t, p in zip(template, peer, strict=True)]
     mean, sd = mean_sd(diffs)
     if len(diffs) < 2:
-        return f"paired template - peer: {mean:+.1f} points (1 fold; no interval)"
-    return (f"paired template - peer: {mean:+.1f} points, SE {sd / len(diffs) ** 0.5:.1f}, "
+        return f"paired {names}: {mean:+.1f} points (1 fold; no interval)"
+    return (f"paired {names}: {mean:+.1f} points, SE {sd / len(diffs) ** 0.5:.1f}, "
             f"95 % t-interval {interval(diffs)} ({len(diffs)} folds: "
             + ", ".join(f"{d:+.1f}" for d in diffs) + ")")
 

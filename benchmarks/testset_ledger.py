@@ -36,3 +36,13 @@ def record_test_use(what: str, why: str, result: str, ledger: Path = LEDGER,
         readme.write_text(README_COUNT.sub(f"**{number} scorings since the protocol**",
                                            readme.read_text()))
     return number
+
+
+def record_fit_scoring(trainer: str, seed: int, epochs: int, result_file: str,
+                       test_acc: float, ledger: Path = LEDGER) -> None:
+    """The ledger line of one ``bench_peer.py --test`` fit (seed s holds out fold s)."""
+    what = (f"`bench_peer.py --test`, {trainer}, fold {seed}, seed {seed}, {epochs} epochs "
+            f"(`{result_file}`)")
+    number = record_test_use(what, "the benchmark's one test scoring per fit, for the README",
+                             f"{100 * test_acc:.1f} %", ledger)
+    print(f"test-set scoring #{number} recorded in {ledger}")

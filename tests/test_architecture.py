@@ -56,13 +56,38 @@ def _private_uses(path: Path) -> list[str]:
     return found
 
 
+STDLIB_INHERITED = {"_prog"}  # argparse.HelpFormatter's, which the help formatter extends
+
+
+def _inherited_private_uses(path: Path) -> list[str]:
+    """``self._name`` read in a file that never sets or defines ``_name``: a framework base
+    class's private attribute (``self._trainer`` of a LightningModule, say)."""
+    own, reads = set(STDLIB_INHERITED), []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Attribute) and _private(node.attr)
+                and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            if isinstance(node.ctx, ast.Load):
+                reads.append((node.lineno, node.attr))
+            else:
+                own.add(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            own.add(node.name)
+        elif isinstance(node, (ast.Name, ast.arg)) and not isinstance(
+                getattr(node, "ctx", ast.Store()), ast.Load):
+            own.add(getattr(node, "id", getattr(node, "arg", "")))  # class-level names
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "").startswith(
+                "register_") and node.args and isinstance(node.args[0], ast.Constant)):
+            own.add(str(node.args[0].value))  # register_buffer("_tau", ...)
+    return [f"{path.name}:{line} self.{name}" for line, name in reads if name not in own]
+
+
 def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
 def test_no_private_framework_names_outside_the_adapter():
     found = [use for path in sorted(PACKAGE.rglob("*.py")) if path != ADAPTER
-             for use in _private_uses(path)]
+             for use in _private_uses(path) + _inherited_private_uses(path)]
     assert found == []
 
 
@@ -72,6 +97,12 @@ def test_the_scan_finds_what_it_forbids(tmp_path):
                       "x = torch._C\nnet._compiled_call_impl = None\n"
                       "getattr(net, '_orig_mod', None)\nself._own = 1\n")
     assert len(_private_uses(sample)) == 4
+    inherited = tmp_path / "inherited.py"
+    inherited.write_text("class M(LightningModule):\n    _kind = 1\n"
+                         "    def f(self):\n        self._own = self._kind\n"
+                         "        return self._trainer, self._own, self._helper()\n"
+                         "    def _helper(self):\n        return 0\n")
+    assert _inherited_private_uses(inherited) == ["inherited.py:5 self._trainer"]
     assert _private_uses(ADAPTER)  # the adapter does use them: they are really there
 
 

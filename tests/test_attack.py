@@ -121,7 +121,7 @@ def test_classify_of_an_empty_uint8_batch_is_a_user_error(run):
 
 
 def _claim(args):
-    from cifar_moe.runs.folder import claim_run_folder
+    from cifar_moe.runs.claims import claim_run_folder
 
     return str(claim_run_folder(Path(args), "seed0"))
 

@@ -106,3 +106,22 @@ def epoch_from_one_bar():
         return EpochFromOneBar()
     except ModuleNotFoundError:  # RichProgressBar without rich
         return None
+
+
+def drop_initial_hparam(module, name: str) -> None:
+    """Remove ``name`` from the hyperparameters a LightningModule logs and checkpoints.
+
+    ``hparams`` is public and mutable, but ``hparams_initial`` (what the loggers and
+    checkpoints store) is a copy of a private dict. Breaks: a hand-built network object
+    would be pickled into the checkpoint's hyperparameters.
+    """
+    module._hparams_initial.pop(name, None)
+
+
+def saves_on_train_epoch_end(callback, trainer) -> bool:
+    """Whether a ``ModelCheckpoint`` saves its top-k at the train epoch end (its private
+    decision, made from ``save_on_train_epoch_end`` and the validation schedule).
+
+    Breaks: ``last.ckpt`` after a validation would hold the top-k state of the epoch before.
+    """
+    return callback._should_save_on_train_epoch_end(trainer)

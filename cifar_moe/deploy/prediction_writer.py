@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 
 from cifar_moe.core.errors import UserError
-from cifar_moe.runs.folder import RunConfigSaver, claim_numbered, numbered
+from cifar_moe.runs.claims import claim_numbered, numbered
+from cifar_moe.runs.folder import RunConfigSaver
 
 
 class PredictionCSVWriter(BasePredictionWriter):

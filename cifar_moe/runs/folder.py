@@ -21,7 +21,6 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -32,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from cifar_moe.core.atomic_files import atomic_write_text
 from cifar_moe.core.errors import UserError
 from cifar_moe.data.download import project_root
+from cifar_moe.runs.claims import claim_numbered, claim_run_folder, numbered
 
 LOGS = "lightning_logs"
 LAUNCH_FILE = "launch.yaml"
@@ -98,21 +98,6 @@ def seed_label(seed) -> str:
     return "unseeded" if seed is None or isinstance(seed, bool) else f"seed{int(seed)}"
 
 
-def claim_run_folder(group_dir: Path, label: str) -> Path:
-    """Make ``group_dir/<label>-<n>`` with the first free n, exclusively (``os.mkdir`` fails
-    on an existing folder, so concurrent fits get different folders)."""
-    group_dir.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name.rsplit("-", 1)[1]) for p in group_dir.glob(f"{label}-*")
-             if p.name.rsplit("-", 1)[1].isdigit()]
-    n = max(taken, default=0) + 1
-    while True:
-        try:
-            (group_dir / f"{label}-{n}").mkdir()
-            return group_dir / f"{label}-{n}"
-        except FileExistsError:
-            n += 1
-
-
 class NamedRunLogger(TensorBoardLogger):
     """TensorBoard logger whose folder is claimed on first use, on rank 0 only (the Trainer
     broadcasts rank 0's ``log_dir`` to the other ranks)."""
@@ -174,27 +159,6 @@ def read_launch(run_dir: str | os.PathLike) -> dict:
     except (OSError, yaml.YAMLError):
         return {}
     return record if isinstance(record, dict) else {}
-
-
-def numbered(folder: Path, stem: str, suffix: str, n: int) -> Path:
-    """``stem.suffix`` for n = 1, else ``stem-<n>.suffix``."""
-    return folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
-
-
-def claim_numbered(names: Callable[[int], list[Path]], start: int = 1) -> int:
-    """The first n from ``start`` whose files ``names(n)`` are all free; the first of them
-    is taken by creating it exclusively, so no earlier file is ever replaced, even by a
-    call running at the same moment."""
-    n = start
-    while True:
-        first, *others = names(n)
-        if not any(path.exists() for path in others):
-            try:
-                os.close(os.open(first, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                return n
-            except FileExistsError:
-                pass
-        n += 1
 
 
 class RunConfigSaver(SaveConfigCallback):

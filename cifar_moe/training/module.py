@@ -17,6 +17,7 @@ from cifar_moe.core.hardware import AUTO, Auto, facts_for_trainer
 from cifar_moe.training.auto_settings import apply_speed_settings, call_compiled_or_eager
 from cifar_moe.training.classify import Classification, classify
 from cifar_moe.training.faults import rng_states, set_rng_states
+from cifar_moe.training.hparams import save_init_hparams
 from cifar_moe.training.losses import FOCAL_FORM, FOCAL_GAMMA, FocalForm, LossName, build_loss
 from cifar_moe.training.mixing import BatchMixer
 from cifar_moe.training.schedules import scheduler_config
@@ -90,7 +91,7 @@ class LitClassifier(L.LightningModule):
         cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
-        self._save_hparams()
+        save_init_hparams(self, inspect.currentframe())
         self.net, self.tta = net, tta
         self.class_names = list(class_names)
         self.loss_fn = build_loss(
@@ -111,23 +112,19 @@ class LitClassifier(L.LightningModule):
         for stage in EVAL_STAGES:
             setattr(self, f"{stage}_acc", MulticlassAccuracy(len(class_names), average="micro"))
 
-    def _save_hparams(self) -> None:
-        # load_from_checkpoint needs no YAML: under the CLI `net` is saved as its config (a
-        # hand-built one is dropped); tta is an evaluation choice, so `test --model.tta` wins.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            # Lightning reads the init arguments from the frame it is given: __init__'s.
-            self.save_hyperparameters(ignore=["tta"], frame=inspect.currentframe().f_back)
-        if isinstance(self.hparams.get("net"), nn.Module):
-            self.hparams.pop("net")
-            self._hparams_initial.pop("net", None)
-
     def setup(self, stage: str) -> None:
         if stage == "fit":  # a whitening stem's filters come from the training images
             whiten_stems(self, self.trainer)
 
     def configure_model(self) -> None:
-        apply_speed_settings(self, facts_for_trainer(self._trainer))
+        apply_speed_settings(self, facts_for_trainer(self._attached_trainer()))
+
+    def _attached_trainer(self) -> L.Trainer | None:
+        """The Trainer, or None for a module used alone (the public property raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     def forward(self, images: Tensor) -> Tensor:
         if self.channels_last:
@@ -174,11 +171,8 @@ class LitClassifier(L.LightningModule):
         return {"loss": total, "preds": preds, "targets": labels}
 
     def _logs_this_step(self) -> bool:
-        try:
-            trainer = self.trainer
-        except RuntimeError:  # a step called by hand (a notebook, a test): log and check it
-            return True
-        return logs_this_step(trainer)
+        trainer = self._attached_trainer()  # None: a step called by hand; log and check it
+        return trainer is None or logs_this_step(trainer)
 
     def _check_finite(self) -> None:
         """Stop on a non-finite training loss; read at logging steps, before a validation
@@ -245,7 +239,7 @@ class LitClassifier(L.LightningModule):
         return tta_logits(self, images, self.tta).softmax(dim=-1)
 
     def classify(self, images, batch_size: int = 256) -> Classification:
-        """Class names and probabilities for uint8 or PIL images: see ``cifar_moe.inference``."""
+        """Class names and probabilities for uint8 or PIL images (``training/classify.py``)."""
         return classify(self, images, batch_size)
 
     def configure_optimizers(self):

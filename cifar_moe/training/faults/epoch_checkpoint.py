@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cifar_moe.core.errors import UserError
+from cifar_moe.core.private_api import saves_on_train_epoch_end
 from cifar_moe.training.faults.atomic_io import remove_stale_partials
 
 VAL_LOSS = "val/loss"
@@ -64,7 +65,7 @@ class EpochCheckpoint(ModelCheckpoint):
         # With one validation per epoch the parent saves top-k at the train epoch end; saving
         # last.ckpt here would store the top-k state of the epoch before, which a resume in
         # the same run folder would then adopt.
-        if not self._should_save_on_train_epoch_end(trainer):
+        if not saves_on_train_epoch_end(self, trainer):
             self._save_last(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -1,0 +1,72 @@
+"""The adoption check of docs/protocols/selection.md on two folders of bench_peer results.
+
+    python benchmarks/bench_peer.py --trainers template --template-config configs/slice.yaml \\
+        --out benchmarks/incumbent_results            # the incumbent, folds 0-4
+    python benchmarks/compare_recipes.py benchmarks/incumbent_results benchmarks/peer_results
+
+Each folder holds ``template_seed<s>.json`` files (seed s holds out fold s). Fits are paired
+on (fold, seed); the candidate is adopted only if its mean gain over at least 5 pairs on
+distinct folds of 0-6 is larger than twice its standard error. Prints the paired line and
+the verdict; exits 0 whether or not the candidate passes (an answer, not an error).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from peer_stats import mean_sd, means_line, paired_line
+
+MIN_PAIRS = 5
+SELECTION_FOLDS = range(7)
+
+
+def read_fits(folder: Path) -> dict[int, dict]:
+    """seed -> stored result of each ``template_seed<s>.json`` in ``folder``."""
+    fits = {}
+    for path in sorted(folder.glob("template_seed*.json")):
+        result = json.loads(path.read_text())
+        fits[result["settings"]["seed"]] = result
+    return fits
+
+
+def verdict(diffs: list[float]) -> str:
+    """The protocol's rule on paired differences (candidate - incumbent, in points)."""
+    if len(diffs) < MIN_PAIRS:
+        return f"not decided: {len(diffs)} pairs, the protocol needs at least {MIN_PAIRS}"
+    mean, sd = mean_sd(diffs)
+    se = sd / len(diffs) ** 0.5
+    passed = mean > 2 * se
+    return (f"{'ADOPT' if passed else 'keep the incumbent'}: mean gain {mean:+.2f} points "
+            f"{'>' if passed else '<='} 2 SE = {2 * se:.2f} over {len(diffs)} pairs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("incumbent", type=Path, help="folder of the incumbent's results")
+    p.add_argument("candidate", type=Path, help="folder of the candidate's results")
+    args = p.parse_args(argv)
+    incumbent, candidate = read_fits(args.incumbent), read_fits(args.candidate)
+    seeds = sorted(set(incumbent) & set(candidate))
+    for s in seeds:
+        folds = {incumbent[s]["settings"]["fold"], candidate[s]["settings"]["fold"]}
+        if folds != {s} or s not in SELECTION_FOLDS:
+            sys.exit(f"error: seed {s}: folds {sorted(folds)}; pairs must hold out fold s, "
+                     f"one of 0-{SELECTION_FOLDS[-1]}")
+    if not seeds:
+        sys.exit(f"error: no seed has a result in both {args.incumbent} and {args.candidate}")
+    pairs = {"incumbent": [incumbent[s] for s in seeds],
+             "candidate": [candidate[s] for s in seeds]}
+    for name, fits in pairs.items():
+        first = fits[0]["settings"]
+        print(f"{name}: {first['config']} at {first['epochs']} epochs, minutes per fit "
+              + ", ".join(f"{f['wall_s'] / 60:.1f}" for f in fits))
+    print(means_line(pairs))
+    accs = {name: [f["val_acc"] for f in fits] for name, fits in pairs.items()}
+    print(paired_line(accs["candidate"], accs["incumbent"], "candidate - incumbent"))
+    pairs_of = zip(accs["candidate"], accs["incumbent"], strict=True)
+    print(verdict([100 * (c - i) for c, i in pairs_of]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The adoption check on stored bench_peer results: pairs by (fold, seed), the protocol's
+"mean gain > 2 SE over >= 5 pairs" rule, and the refusal of unpaired folds."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare_recipes
+
+
+def write_fits(folder: Path, accs: list[float], config: str, fold_of=lambda s: s) -> Path:
+    folder.mkdir()
+    for seed, acc in enumerate(accs):
+        result = {"settings": {"trainer": "template", "seed": seed, "fold": fold_of(seed),
+                               "epochs": 40, "config": config},
+                  "val_acc": acc, "test_acc": None, "wall_s": 600.0}
+        (folder / f"template_seed{seed}.json").write_text(json.dumps(result))
+    return folder
+
+
+def run(tmp_path, incumbent, candidate, capsys, **kw) -> list[str]:
+    a = write_fits(tmp_path / "a", incumbent, "configs/slice.yaml", **kw)
+    b = write_fits(tmp_path / "b", candidate, "configs/candidates/x.yaml")
+    compare_recipes.main([str(a), str(b)])
+    return capsys.readouterr().out.splitlines()
+
+
+def test_a_steady_gain_is_adopted(tmp_path, capsys):
+    lines = run(tmp_path, [0.70, 0.72, 0.71, 0.73, 0.72], [0.80, 0.83, 0.81, 0.82, 0.84],
+                capsys)
+    assert lines[-1].startswith("ADOPT: mean gain +10.40 points > 2 SE")
+    assert "(5 folds: +10.0, +11.0, +10.0, +9.0, +12.0)" in lines[-2]
+
+
+def test_a_noisy_gain_keeps_the_incumbent(tmp_path, capsys):
+    # differences +3, -2, +2, -1, +1 points: mean +0.6, SE 0.93
+    lines = run(tmp_path, [0.80] * 5, [0.83, 0.78, 0.82, 0.79, 0.81], capsys)
+    assert lines[-1].startswith("keep the incumbent: mean gain +0.60 points <= 2 SE = 1.")
+
+
+def test_fewer_than_five_pairs_decide_nothing(tmp_path, capsys):
+    lines = run(tmp_path, [0.70] * 4, [0.90] * 4, capsys)
+    assert lines[-1] == "not decided: 4 pairs, the protocol needs at least 5"
+
+
+def test_a_fit_on_another_fold_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="seed 1: folds \\[1, 2\\]; pairs must hold out"):
+        run(tmp_path, [0.7] * 5, [0.8] * 5, capsys, fold_of=lambda s: 2 if s == 1 else s)
