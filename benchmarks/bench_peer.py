@@ -39,6 +39,7 @@ from cifar_moe.core.atomic_files import write_json_atomic
 from cifar_moe.core.constants import BATCH_FOLDER
 from cifar_moe.data import read_split
 from cifar_moe.data.folds import fold_split
+from cifar_moe.runs.study.inputs import data_files_hash
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -147,7 +148,7 @@ def settings_for(args, trainer: str, seed: int, epochs: int, config: Path) -> di
     """What a stored result must match to be reused."""
     s = {"trainer": trainer, "seed": seed, "fold": seed, "epochs": epochs,
          "threads": args.threads, "limit_batches": args.limit_batches, "test": args.test,
-         "data_dir": str(Path(args.data_dir).resolve())}
+         "data": data_files_hash(args.data_dir)}  # the batch files' content, not their path
     if trainer == "template":
         s |= {"config": shown(config), "template_args": list(args.template_arg),
               "config_sha1": hashlib.sha1(config.read_bytes()).hexdigest()}

@@ -50,7 +50,9 @@ def test_tiny_benchmark_runs_writes_results_and_reuses_them(synthetic_data_dir, 
     assert any(line.startswith("paired template - peer: ") for line in lines)
     assert any(line.startswith("test (once per fit): ") for line in lines)
     files = sorted(out.glob("*.json"))
-    routing = json.loads((out / "template_seed0.json").read_text())["detail"]["routing"]
+    stored = json.loads((out / "template_seed0.json").read_text())
+    assert "data_dir" not in stored["settings"] and len(stored["settings"]["data"]) == 64
+    routing = stored["detail"]["routing"]
     assert {"route/block1/balance", "route/block1/mutual_info",
             "route/block1/dead_fraction"} <= routing.keys(), routing  # the routed block
     assert [f.name for f in files] == ["peer_seed0.json", "template_seed0.json"]
