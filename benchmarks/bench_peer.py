@@ -163,8 +163,9 @@ def fit_or_reuse(args, trainer: str, seed: int, settings: dict, fit) -> dict:
         print(f"{trainer} seed {seed}: {path} has other settings; fitting again")
     # The machine beside each fit: epochs are the budget, but their minutes depend on the
     # CPU (an AMD EPYC took 2.0x the Intel Xeon's time per peer epoch, 1.4x per template one).
-    result = old if reused else {"settings": settings, **fit(),
-                                 "machine": machine_facts(args.threads)}
+    # Taken before the fit, so the load average says whether the machine was idle.
+    machine = None if reused else machine_facts(args.threads)
+    result = old if reused else {"settings": settings, **fit(), "machine": machine}
     if not reused:
         write_json_atomic(path, result)
         if result["test_acc"] is not None:

@@ -30,6 +30,19 @@ def read_fits(folder: Path) -> dict[int, dict]:
     return fits
 
 
+RECIPE_KEYS = ("config", "config_sha1", "epochs", "template_args", "threads", "limit_batches")
+
+
+def mixed_settings(fits: dict[int, dict]) -> str | None:
+    """Why these fits are not one recipe's full runs (a smoke run, another config), or None."""
+    recipes = {json.dumps([f["settings"].get(k) for k in RECIPE_KEYS]) for f in fits.values()}
+    if len(recipes) > 1:
+        return f"the fits differ in {', '.join(RECIPE_KEYS)}: not one recipe's runs"
+    if any(f["settings"].get("limit_batches") for f in fits.values()):
+        return "smoke runs (limit_batches set): not full fits"
+    return None
+
+
 def verdict(diffs: list[float]) -> str:
     """The protocol's rule on paired differences (candidate - incumbent, in points)."""
     if len(diffs) < MIN_PAIRS:
@@ -55,6 +68,12 @@ def main(argv: list[str] | None = None) -> None:
                      f"one of 0-{SELECTION_FOLDS[-1]}")
     if not seeds:
         sys.exit(f"error: no seed has a result in both {args.incumbent} and {args.candidate}")
+    for name, fits in (("incumbent", incumbent), ("candidate", candidate)):
+        if problem := mixed_settings(fits):
+            sys.exit(f"error: {name}: {problem}")
+    data = {f["settings"].get("data") for f in (*incumbent.values(), *candidate.values())}
+    if len(data) != 1:
+        sys.exit("error: the two folders' fits ran on different data (settings.data differs)")
     pairs = {"incumbent": [incumbent[s] for s in seeds],
              "candidate": [candidate[s] for s in seeds]}
     for name, fits in pairs.items():

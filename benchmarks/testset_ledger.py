@@ -4,8 +4,13 @@ The selection protocol counts every scoring of the 500 test images. A benchmark 
 them adds its own line here as each fit finishes, so the count is true even when a long run
 is interrupted or nobody is watching it."""
 
+import fcntl
+import hashlib
 import re
+import tempfile
 from pathlib import Path
+
+from cifar_moe.core.atomic_files import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEDGER = REPO_ROOT / "docs" / "test_set_uses.md"
@@ -15,26 +20,38 @@ COUNT = re.compile(r"Count since the protocol: \*\*(\d+)\*\*")
 README_COUNT = re.compile(r"\*\*(\d+) scorings since the protocol\*\*")
 
 
+def _counted_readme(text: str, number: int, readme: Path) -> str:
+    if not README_COUNT.search(text):
+        raise ValueError(f"{readme}: no '**N scorings since the protocol**' to update")
+    return README_COUNT.sub(f"**{number} scorings since the protocol**", text)
+
+
 def record_test_use(what: str, why: str, result: str, ledger: Path = LEDGER,
                     readme: Path | None = None) -> int:
     """Append one scoring to the ledger's table and update its count, and the README's when
     the ledger is the project's own (``readme`` names another); return the new count."""
     if readme is None and ledger.resolve() == LEDGER:
         readme = README
-    text = ledger.read_text()
-    rows = [int(n) for n in ROW.findall(text)]
-    number = max(rows, default=0) + 1
-    last = list(ROW.finditer(text))[-1] if rows else None
-    if last is None:
-        raise ValueError(f"{ledger}: no table of scorings to append to")
-    end = text.index("\n", last.start()) + 1
-    text = text[:end] + f"| {number} | {what} | {why} | {result} |\n" + text[end:]
-    if not COUNT.search(text):
-        raise ValueError(f"{ledger}: no 'Count since the protocol: **N**' line")
-    ledger.write_text(COUNT.sub(f"Count since the protocol: **{number}**", text))
-    if readme is not None:
-        readme.write_text(README_COUNT.sub(f"**{number} scorings since the protocol**",
-                                           readme.read_text()))
+    # Locked: two benchmark processes (--trainers peer / template) may score at once. The lock
+    # is a file of its own: the ledger is replaced on each write, so it cannot hold one.
+    key = hashlib.sha1(str(ledger.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"cifar_moe_ledger_{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = ledger.read_text()
+        rows = [int(n) for n in ROW.findall(text)]
+        if not rows:
+            raise ValueError(f"{ledger}: no table of scorings to append to")
+        if not COUNT.search(text):
+            raise ValueError(f"{ledger}: no 'Count since the protocol: **N**' line")
+        number = max(rows) + 1
+        last = list(ROW.finditer(text))[-1]
+        end = text.index("\n", last.start()) + 1
+        text = text[:end] + f"| {number} | {what} | {why} | {result} |\n" + text[end:]
+        readme_text = None if readme is None else _counted_readme(
+            readme.read_text(), number, readme)
+        atomic_write_text(ledger, COUNT.sub(f"Count since the protocol: **{number}**", text))
+        if readme_text is not None:
+            atomic_write_text(readme, readme_text)
     return number
 
 

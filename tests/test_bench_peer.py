@@ -18,7 +18,7 @@ from cifar_moe.data import read_split
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_peer
 from peer_airbench import init_whitening, make_net
-from testset_ledger import LEDGER
+from testset_ledger import LEDGER, record_test_use
 from tiny_run import TINY_ROUTED_NET
 
 LAST_LINE = re.compile(
@@ -88,3 +88,17 @@ def test_whitening_conv_whitens_the_patches_it_was_set_from(synthetic_data_dir):
         expected = torch.diag(eigenvalues / (eigenvalues + eps)).double()  # eps=0: identity
         torch.testing.assert_close(second_moment, expected, atol=2e-3, rtol=2e-3)
         torch.testing.assert_close(conv.weight[12:], -conv.weight[:12])
+
+
+def test_the_ledger_refuses_a_readme_without_its_count(tmp_path):
+    ledger, readme = tmp_path / "uses.md", tmp_path / "README.md"
+    ledger.write_text("| # | a | b | c |\n|---|---|---|---|\n| 1 | x | y | z |\n\n"
+                      "Count since the protocol: **1**.\n")
+    readme.write_text("no count here\n")
+    with pytest.raises(ValueError, match="scorings since the protocol"):
+        record_test_use("w", "why", "1.0 %", ledger, readme)
+    assert "| 2 |" not in ledger.read_text()  # nothing written when a count is missing
+    readme.write_text("**1 scorings since the protocol**\n")
+    assert record_test_use("w", "why", "1.0 %", ledger, readme) == 2
+    assert readme.read_text() == "**2 scorings since the protocol**\n"
+    assert "| 2 | w | why | 1.0 % |\n\nCount since the protocol: **2**." in ledger.read_text()

@@ -49,3 +49,21 @@ def test_fewer_than_five_pairs_decide_nothing(tmp_path, capsys):
 def test_a_fit_on_another_fold_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match="seed 1: folds \\[1, 2\\]; pairs must hold out"):
         run(tmp_path, [0.7] * 5, [0.8] * 5, capsys, fold_of=lambda s: 2 if s == 1 else s)
+
+
+def test_a_folder_mixing_recipes_or_data_is_refused(tmp_path, capsys):
+    a = write_fits(tmp_path / "a", [0.7] * 5, "configs/slice.yaml")
+    b = write_fits(tmp_path / "b", [0.8] * 5, "configs/candidates/x.yaml")
+    smoke = json.loads((a / "template_seed2.json").read_text())
+    smoke["settings"]["epochs"] = 1
+    (a / "template_seed2.json").write_text(json.dumps(smoke))
+    with pytest.raises(SystemExit, match="incumbent: the fits differ in config"):
+        compare_recipes.main([str(a), str(b)])
+    smoke["settings"]["epochs"] = 40
+    (a / "template_seed2.json").write_text(json.dumps(smoke))
+    for path in b.glob("*.json"):  # the candidate ran on other images
+        fit = json.loads(path.read_text())
+        fit["settings"]["data"] = "another hash"
+        path.write_text(json.dumps(fit))
+    with pytest.raises(SystemExit, match="ran on different data"):
+        compare_recipes.main([str(a), str(b)])
