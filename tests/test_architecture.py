@@ -59,26 +59,41 @@ def _private_uses(path: Path) -> list[str]:
 STDLIB_INHERITED = {"_prog"}  # argparse.HelpFormatter's, which the help formatter extends
 
 
-def _inherited_private_uses(path: Path) -> list[str]:
-    """``self._name`` read in a file that never sets or defines ``_name``: a framework base
-    class's private attribute (``self._trainer`` of a LightningModule, say)."""
-    own, reads = set(STDLIB_INHERITED), []
-    for node in ast.walk(ast.parse(path.read_text())):
+def _class_names(cls: ast.ClassDef) -> tuple[set[str], list[tuple[int, str]]]:
+    """(names the class itself defines, ``self._x`` reads in its methods)."""
+    own, reads = set(), []
+    for item in cls.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            own.add(item.name)
+        for target in getattr(item, "targets", [getattr(item, "target", None)]):
+            if isinstance(target, ast.Name):
+                own.add(target.id)  # class-level names
+    for node in ast.walk(cls):
         if (isinstance(node, ast.Attribute) and _private(node.attr)
                 and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
             if isinstance(node.ctx, ast.Load):
                 reads.append((node.lineno, node.attr))
             else:
                 own.add(node.attr)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            own.add(node.name)
-        elif isinstance(node, (ast.Name, ast.arg)) and not isinstance(
-                getattr(node, "ctx", ast.Store()), ast.Load):
-            own.add(getattr(node, "id", getattr(node, "arg", "")))  # class-level names
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "").startswith(
                 "register_") and node.args and isinstance(node.args[0], ast.Constant)):
             own.add(str(node.args[0].value))  # register_buffer("_tau", ...)
-    return [f"{path.name}:{line} self.{name}" for line, name in reads if name not in own]
+    return own, reads
+
+
+def _inherited_private_uses(path: Path) -> list[str]:
+    """``self._name`` read in a class that neither sets nor defines ``_name`` (nor does a
+    base class in the same file): a framework base class's private attribute
+    (``self._trainer`` of a LightningModule, say)."""
+    classes = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)]
+    names = {cls.name: _class_names(cls) for cls in classes}
+    found = []
+    for cls in classes:
+        own, reads = set(STDLIB_INHERITED) | names[cls.name][0], names[cls.name][1]
+        for base in cls.bases:  # a base class of this file: its names are the class's own
+            own |= names.get(getattr(base, "id", ""), (set(), []))[0]
+        found += [f"{path.name}:{line} self.{name}" for line, name in reads if name not in own]
+    return found
 
 
 def _private(name: str) -> bool:
@@ -101,8 +116,12 @@ def test_the_scan_finds_what_it_forbids(tmp_path):
     inherited.write_text("class M(LightningModule):\n    _kind = 1\n"
                          "    def f(self):\n        self._own = self._kind\n"
                          "        return self._trainer, self._own, self._helper()\n"
-                         "    def _helper(self):\n        return 0\n")
-    assert _inherited_private_uses(inherited) == ["inherited.py:5 self._trainer"]
+                         "    def _helper(self):\n        return 0\n"
+                         "class N(M):\n    def g(self):\n        return self._own, self._x\n"
+                         "class O:\n    def _trainer(self):\n        return 0\n")
+    # N inherits M's names; O's method of the same name does not excuse M's read
+    assert _inherited_private_uses(inherited) == ["inherited.py:5 self._trainer",
+                                                  "inherited.py:10 self._x"]
     assert _private_uses(ADAPTER)  # the adapter does use them: they are really there
 
 
