@@ -39,7 +39,7 @@ from cifar_moe.core.atomic_files import write_json_atomic
 from cifar_moe.core.constants import BATCH_FOLDER
 from cifar_moe.data import read_split
 from cifar_moe.data.folds import fold_split
-from cifar_moe.runs.study.inputs import data_files_hash
+from cifar_moe.runs.study.inputs import config_hashes, data_files_hash
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -144,6 +144,13 @@ def run_template(args, config: Path, seed: int, epochs: int, extra: tuple = ()) 
                                        "routing": routing}}
 
 
+def config_content(config: Path) -> str:
+    """sha256 of the config's parsed content and of each YAML file it names (its network
+    preset): a comment or layout edit does not refit five 15-minute runs, a value does."""
+    hashes = [digest for _, digest in config_hashes([config])]
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
 def settings_for(args, trainer: str, seed: int, epochs: int, config: Path) -> dict:
     """What a stored result must match to be reused."""
     s = {"trainer": trainer, "seed": seed, "fold": seed, "epochs": epochs,
@@ -151,7 +158,7 @@ def settings_for(args, trainer: str, seed: int, epochs: int, config: Path) -> di
          "data": data_files_hash(args.data_dir)}  # the batch files' content, not their path
     if trainer == "template":
         s |= {"config": shown(config), "template_args": list(args.template_arg),
-              "config_sha1": hashlib.sha1(config.read_bytes()).hexdigest()}
+              "config_content": config_content(config)}
     return s
 
 

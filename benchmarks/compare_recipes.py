@@ -30,7 +30,7 @@ def read_fits(folder: Path) -> dict[int, dict]:
     return fits
 
 
-RECIPE_KEYS = ("config", "config_sha1", "epochs", "template_args", "threads", "limit_batches")
+RECIPE_KEYS = ("config", "config_content", "epochs", "template_args", "threads", "limit_batches")
 
 
 def mixed_settings(fits: dict[int, dict]) -> str | None:

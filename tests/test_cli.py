@@ -108,20 +108,25 @@ def test_both_recipes_run_on_the_real_slice(real_data_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_slice_recipe_runs_on_the_real_slice_with_its_own_settings(real_data_dir, tmp_path):
-    # Its batch size, bf16 on the CPU, device augmentation, flip-TTA and held schedule.
+    # Its batch size, bf16 on the CPU, device augmentation, whitening stem, routed blocks,
+    # flip-TTA and linear one-cycle schedule (warm-up over the first quarter, decay to ~0).
     cli = cli_main(["fit", "--config", str(CONFIGS / "slice.yaml"),
                     f"--data.data_dir={real_data_dir}", f"--trainer.default_root_dir={tmp_path}",
                     "--trainer.max_epochs=2", "--trainer.limit_train_batches=4",
                     "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
                     "--trainer.enable_progress_bar=false"])
     assert cli.datamodule.hparams.batch_size == 128 and cli.trainer.precision == "bf16-mixed"
+    assert cli.datamodule.hparams.val_fold == 0 and cli.model.net.stem.conv.weight.requires_grad \
+        is False  # the whitening filters come from the training fold, not from training
     scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
-    assert {"route/block1/balance", "route/block3/balance", "val/acc"} <= scalars.keys()
+    assert {"route/block3/balance", "route/block5/balance", "val/acc"} <= scalars.keys()
     lrs = [v for _, v in scalars["lr-SGD"]]
     sched = cli.config["fit"]["model"]["scheduler"]["init_args"]  # the recipe's own numbers
-    held = sched["max_lr"] / sched["div_factor"] / sched["final_div_factor"]
-    assert len(lrs) == 8 and lrs[-2:] == pytest.approx([held] * 2)  # the held quarter
-    assert max(lrs) > 10 * held  # the cycle ran before the hold
+    peak = lrs.index(max(lrs))  # OneCycleLR peaks at step pct_start x total - 1
+    assert len(lrs) == 8 and peak == round(sched["pct_start"] * 8) - 1 == 1
+    assert max(lrs) == pytest.approx(sched["max_lr"])
+    assert lrs[0] == pytest.approx(sched["max_lr"] / sched["div_factor"])
+    assert lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:])[::-1]
 
 
 def test_augment_block_on_the_command_line_and_in_print_config(synthetic_data_dir, capsys):

@@ -1,6 +1,7 @@
 """Config tier: every recipe, control, overlay and study row instantiates through the CLI, and
 the recipes' numbers reach the objects they configure."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,16 @@ from cifar_moe.models.presets import preset_spec
 from cifar_moe.training.module import LitClassifier
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# Full recipes: the top level (the slice recipe too) and candidates/ (screened, not adopted).
-RECIPES = sorted(str(p.relative_to(CONFIGS)) for p in [*CONFIGS.glob("*.yaml"),
-                                                        *CONFIGS.glob("candidates/*.yaml")])
+# Full recipes: the top level (the slice recipe too), candidates/ (screened, not adopted) and
+# archive/ (replaced recipes, kept so their studies can be re-run).
+FULL = ("candidates", "archive")
+RECIPES = sorted(str(p.relative_to(CONFIGS)) for p in [
+    *CONFIGS.glob("*.yaml"), *(q for folder in FULL for q in CONFIGS.glob(f"{folder}/*.yaml"))])
 CONTROLS = ["controls/k1.yaml", "controls/resnet18.yaml"]
 # Every overlay: a YAML in a subfolder of configs/ that is not a study, a sweep (not fit
-# configs: test_sweep.py reads them) or a full candidate recipe.
+# configs: test_sweep.py reads them) or a full recipe.
 OVERLAYS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("*/*.yaml")
-                  if p.parent.name not in ("studies", "sweeps", "candidates"))
+                  if p.parent.name not in ("studies", "sweeps", *FULL))
 
 
 def _instantiate(configs: list[str], data_dir: Path):
@@ -59,9 +62,17 @@ def _leaves(tree: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+def _base_recipe(overlay: str) -> str:
+    """The recipe an overlay's usage line layers it over (``--config configs/X --config
+    configs/<overlay>``): the slice recipe unless it names another (the archived one)."""
+    text = (CONFIGS / overlay).read_text()
+    found = re.search(rf"--config configs/(\S+) --config configs/{re.escape(overlay)}", text)
+    return found.group(1) if found else "slice.yaml"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_overlay_layers_over_the_slice_recipe(overlay, synthetic_data_dir):
-    cli = _instantiate(["slice.yaml", overlay], synthetic_data_dir)
+def test_every_overlay_layers_over_the_recipe_its_usage_names(overlay, synthetic_data_dir):
+    cli = _instantiate([_base_recipe(overlay), overlay], synthetic_data_dir)
     assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     for key, value in _leaves(yaml.safe_load((CONFIGS / overlay).read_text())):
         if key == "trainer.callbacks+":  # appended callbacks are instantiated
@@ -88,13 +99,17 @@ def test_every_row_of_every_study_instantiates(name, synthetic_data_dir, monkeyp
         assert cli.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10), row.name
 
 
-def test_slice_study_has_the_rows_it_must_compare(monkeypatch):
+def test_slice_study_compares_the_recipe_with_its_controls_on_unselected_folds(monkeypatch):
     from cifar_moe.runs.study.spec import load_study
 
     monkeypatch.chdir(CONFIGS.parent)
-    names = [row.name for row in load_study("configs/studies/slice.yaml").rows]
-    for needed in ("slice recipe", "K=1", "old routing defaults", "static residual"):
+    study = load_study("configs/studies/slice.yaml")
+    names = [row.name for row in study.rows]
+    for needed in ("slice recipe", "K=1", "static residual"):
         assert any(needed in name for name in names), needed
+    assert all(row.configs[0].resolve() == CONFIGS / "slice.yaml" for row in study.rows)
+    # Folds 0-6 selected the recipe (docs/protocols/selection.md): its study uses 7-9.
+    assert study.folds == [7, 8, 9] and study.reference.startswith("slice recipe")
 
 
 def test_recipe_numbers_reach_the_objects(synthetic_data_dir):

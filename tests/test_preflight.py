@@ -148,7 +148,7 @@ def test_cosine_without_t_max_follows_the_run(synthetic_data_dir, tmp_path):
 
 
 HELD = ["--model.scheduler=cifar_moe.training.schedules.OneCycleThenHold",
-        "--model.scheduler.init_args.hold=0.25"]  # configs/slice.yaml's schedule
+        "--model.scheduler.init_args.hold=0.25"]  # configs/archive/slice_v1.yaml
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def test_static_params_matches_the_routed_recipe(counts):
 
 def test_the_recipe_runs_mixture_on_the_cpu_at_its_routed_blocks():
     """impl auto picks mixture below 16x16 pixels, where both routed blocks run."""
-    net = count_flops.build(count_flops.net_spec(["configs/candidates/routed_airbench.yaml"]))
+    net = count_flops.build(count_flops.net_spec(["configs/slice.yaml"]))
     seen = []
     for module in net.modules():
         if isinstance(module, ExpertConv2d) and module.num_experts > 1:
