@@ -17,7 +17,10 @@ from cifar_moe.runs.study.spec import load_study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDIES = REPO_ROOT / "docs" / "studies"
-COMMITTED = sorted(p.name for p in STUDIES.iterdir() if (p / "results.json").is_file())
+# Finished studies: a study still running in its committed folder (the routing study keeps
+# its run records there, docs/studies/routing/.gitignore) renders from those runs instead.
+COMMITTED = sorted(p.name for p in STUDIES.iterdir()
+                   if (p / "results.json").is_file() and not (p / "runs").is_dir())
 QUICK = str(REPO_ROOT / "configs" / "quickstart.yaml")
 ABSOLUTE = re.compile(r"(?<![\w.])/(?:work|tmp|root|home|Users|mnt|private|var)/")
 
