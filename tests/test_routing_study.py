@@ -72,3 +72,19 @@ def test_the_study_has_the_protocols_rows_and_runs(monkeypatch):
         assert list(by_name[name].folds) == [7, 8, 9] and list(by_name[name].seeds) == [0]
     assert (study.metric, study.reference, study.primary) == (
         "final_val_acc", "static_flops", "routed")
+
+
+@pytest.mark.parametrize("fraction", [25, 50])
+def test_the_data_size_curve_reruns_the_primary_pair_on_a_share_of_each_fold(monkeypatch,
+                                                                           fraction):
+    monkeypatch.chdir(ROOT)
+    main = {row.name: row for row in load_study(STUDY).rows}
+    curve = load_study(f"configs/studies/routing_data{fraction}.yaml")
+    # The same two rows (their 100 % runs are the main study's, on the same folds and seed).
+    assert [(row.name, row.configs, row.args) for row in curve.rows] == [
+        (name, main[name].configs, main[name].args) for name in ("routed", "static_flops")]
+    assert curve.folds == [6, 7, 8, 9] and curve.seeds == [0]
+    assert set(curve.folds) <= set(main["routed"].folds) and 0 in main["routed"].seeds
+    assert curve.args == [f"--data.train_fraction={fraction / 100:g}"]
+    assert (curve.metric, curve.reference, curve.primary) == ("final_val_acc", "static_flops",
+                                                              "routed")
