@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from cifar_moe.core.errors import UserError
+from cifar_moe.core.yaml_files import read_yaml_mapping
 from cifar_moe.data.folds import NUM_FOLDS
 from cifar_moe.runs.sweep.launch import LaunchSettings, launch_settings
 
@@ -157,18 +156,7 @@ def _comparison(raw: dict, rows: list[Row], where: str) -> tuple[str | None, ...
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"study {path}: file not found; pass the path of a study YAML")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        gist = " ".join(str(err).split())[:200]
-        raise UserError(f"study {path}: not valid YAML ({gist}); fix the syntax") from None
-    except OSError as err:
-        raise UserError(f"study {path}: cannot be read ({err.strerror}); check it") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"study {path}: expected a mapping with keys data, seeds, rows")
-    return raw
+    return read_yaml_mapping(path, "study", "data, seeds, rows")
 
 
 def _check_keys(raw: dict, allowed: set, required: set, where: str) -> None:

@@ -19,10 +19,9 @@ Relative paths (``configs``, ``out``) resolve against the current folder (the re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from cifar_moe.core.constants import SELECT_METRIC
 from cifar_moe.core.errors import UserError
+from cifar_moe.core.yaml_files import read_yaml_mapping
 from cifar_moe.runs.sweep.space import Param, override, parse_space
 
 TOP_KEYS = {"name", "configs", "fixed", "space", "metric", "direction", "trials", "sampler",
@@ -115,16 +114,7 @@ def _check_not_searched(space: list[Param], fixed: dict, extra: list[str]) -> No
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"sweep {path}: file not found; pass the path of a sweep YAML")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        gist = " ".join(str(err).split())[:200]
-        raise UserError(f"sweep {path}: not valid YAML ({gist}); fix the syntax") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"sweep {path}: expected a mapping with keys configs, space, trials")
-    return raw
+    return read_yaml_mapping(path, "sweep", "configs, space, trials")
 
 
 def _mapping(value, where: str) -> list[tuple]:
