@@ -15,7 +15,8 @@ pairs, the medians of ``--steps`` pairs are reported.
 
 Operators per step: the top-level aten calls ``torch.profiler`` records (an op called inside
 another op is not counted again; backward ops count), over ``--count`` steps of each way that
-are not logging steps (Lightning's ``log_every_n_steps``). On a GPU each is roughly a launch.
+are not logging steps (Lightning's ``log_every_n_steps``). On a GPU each is roughly a launch;
+``--list-ops`` also gives the count without views and metadata ops (``_ops.py``).
 """
 
 import argparse
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _ops import top_level_ops
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch.profiler import ProfilerActivity, profile
 
@@ -36,20 +38,6 @@ from cifar_moe.data import write_synthetic_cifar
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DISTINCT_BATCHES = 4  # the in-memory data: this many batches, cycled
-
-
-def top_level_ops(prof) -> list[str]:
-    """Names of the aten ops no other aten op encloses, in call order."""
-    names = []
-    for event in prof.events():
-        if not event.name.startswith("aten::"):
-            continue
-        parent = event.cpu_parent
-        while parent is not None and not parent.name.startswith("aten::"):
-            parent = parent.cpu_parent
-        if parent is None:
-            names.append(event.name)
-    return names
 
 
 def synchronize(device: torch.device) -> None:
@@ -203,6 +191,7 @@ def run(args) -> dict:
             "plain_ms": 1e3 * statistics.median(timer.plain_s),
             "template_ops": len(timer.ops["template"]) / steps,
             "plain_ops": len(timer.ops["plain"]) / steps, "batch": batch,
+            "working": {way: sum(w for _, w in ops) / steps for way, ops in timer.ops.items()},
             "ops": timer.ops}
 
 
@@ -235,9 +224,11 @@ def main(argv=None) -> None:
     if args.list_ops:
         from collections import Counter
         for way in ("template", "plain"):
-            counts = Counter(result["ops"][way])
+            counts = Counter(name for name, _ in result["ops"][way])
             print(f"{way}: " + ", ".join(f"{n} {c / args.count:g}"
                                          for n, c in counts.most_common()))
+        print(f"working ops/step (no views or metadata ops): template "
+              f"{result['working']['template']:.0f}, plain {result['working']['plain']:.0f}")
     print(f"{Path(args.config).name}, batch {result['batch']}, {args.device}, "
           f"torch {torch.__version__}", file=sys.stderr)
     print(f"overhead: template {result['template_ms']:.1f} ms/step, plain loop "

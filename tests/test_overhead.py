@@ -3,6 +3,7 @@ operator counts (a regression guard: each operator is a launch on a GPU)."""
 
 import re
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from cifar_moe.models import PlainExpertBlock, ResidualExpertBlock
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 5
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _ops import top_level_ops  # noqa: E402  (the count bench_overhead.py reports)
 
 
 def test_gpu_check_dry_run_writes_one_table_of_unmeasured_rows(tmp_path):
@@ -39,18 +42,6 @@ def test_gpu_check_refuses_an_unknown_argument():
     assert done.returncode == 2 and "unknown argument --bogus" in done.stderr
 
 
-def top_level_ops(prof) -> list[str]:
-    """As benchmarks/bench_overhead.py counts: aten ops no other aten op encloses."""
-    names = []
-    for event in prof.events():
-        parent = event.cpu_parent
-        while parent is not None and not parent.name.startswith("aten::"):
-            parent = parent.cpu_parent
-        if event.name.startswith("aten::") and parent is None:
-            names.append(event.name)
-    return names
-
-
 def block_ops(block: torch.nn.Module, in_channels: int) -> Counter:
     """Operators of one training forward + backward of ``block`` (8x8, batch 8)."""
     x = torch.randn(8, in_channels, 8, 8, requires_grad=True)
@@ -58,7 +49,7 @@ def block_ops(block: torch.nn.Module, in_channels: int) -> Counter:
     block(x).sum().backward()  # warm: lazy state, first-call paths
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         block(x).sum().backward()
-    return Counter(top_level_ops(prof))
+    return Counter(name for name, _ in top_level_ops(prof))
 
 
 # Before issue 37's rewrite: 66 and 86 (softmax -> mul -> sum mix, no-op casts, BatchNorm's
