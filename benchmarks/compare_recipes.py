@@ -1,6 +1,7 @@
 """The adoption check of docs/protocols/selection.md on two folders of bench_peer results.
 
-    python benchmarks/bench_peer.py --trainers template --template-config configs/slice.yaml \\
+    python benchmarks/bench_peer.py --trainers template \\
+        --template-config configs/archive/slice_v1.yaml \\
         --out benchmarks/incumbent_results            # the incumbent, folds 0-4
     python benchmarks/compare_recipes.py benchmarks/incumbent_results benchmarks/peer_results
 

@@ -29,6 +29,7 @@ import torch
 from cifar_moe.analysis.routing.stats import summarize
 from cifar_moe.cli.main import cli_main
 from cifar_moe.models.router import find_routers
+from cifar_moe.training.whitening import whiten_from_datamodule
 
 VARIANTS = {
     "default": [],
@@ -45,6 +46,8 @@ def build(config: str, variant: str, seed: int):
                    run=False)
     data = cli.datamodule
     data.setup("fit")
+    # A fit sets a whitening stem's filters at its start; this loop is not a fit.
+    whiten_from_datamodule(cli.model, data)
     return cli.model, data
 
 

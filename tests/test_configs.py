@@ -13,8 +13,8 @@ from cifar_moe.models.presets import preset_spec
 from cifar_moe.training.module import LitClassifier
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# Full recipes: the top level (the slice recipe too), candidates/ (screened, not adopted) and
-# archive/ (replaced recipes, kept so their studies can be re-run).
+# Full recipes: the top level (the slice recipe too), candidates/ (screened, not adopted; none
+# at present) and archive/ (replaced recipes, kept so their studies can be re-run).
 FULL = ("candidates", "archive")
 RECIPES = sorted(str(p.relative_to(CONFIGS)) for p in [
     *CONFIGS.glob("*.yaml"), *(q for folder in FULL for q in CONFIGS.glob(f"{folder}/*.yaml"))])

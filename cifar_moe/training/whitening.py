@@ -19,9 +19,15 @@ def whiten_stems(module: torch.nn.Module, trainer) -> None:
     so a resume continues with the filters it trained with. Networks without a whitening
     stem are untouched.
     """
-    stems = [m for m in module.modules() if isinstance(m, WhiteningStem)]
     datamodule = getattr(trainer, "datamodule", None)
-    if not stems or datamodule is None:
+    if datamodule is not None:
+        whiten_from_datamodule(module, datamodule)
+
+
+def whiten_from_datamodule(module: torch.nn.Module, datamodule) -> None:
+    """:func:`whiten_stems` for a loop without a trainer: ``datamodule`` set up for "fit"."""
+    stems = [m for m in module.modules() if isinstance(m, WhiteningStem)]
+    if not stems:
         return
     images = datamodule.datasets["train"].images[:MAX_IMAGES]  # (N, 3, 32, 32) uint8
     with torch.no_grad():
