@@ -37,7 +37,7 @@ def test_render_of_a_committed_study_keeps_it_byte_for_byte(name, tmp_path, monk
     shutil.copytree(STUDIES / name, copy)
     before = _tree(copy)
     monkeypatch.chdir(REPO_ROOT)
-    assert main(["configs/studies/slice.yaml", "--out", str(copy), "--render"]) == 0
+    assert main(["configs/studies/slice_v1.yaml", "--out", str(copy), "--render"]) == 0
     assert _tree(copy) == before  # not a byte changed, no file added (no lock, no runs/)
     out = capsys.readouterr().out.strip().splitlines()
     kept = ", ".join(n for n in ("results.json", "results.md", "curves.png")
