@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback
 
 from cifar_moe.cli.main import cli_main
 from cifar_moe.core.constants import BATCH_FOLDER, META_FILE, TEST_BATCH, TRAIN_BATCHES
+from cifar_moe.core.private_api import is_compiled
 from cifar_moe.data.cifar_files import read_split
 
 TRAIN_IMAGES = 50_000  # a full CIFAR-10 epoch; the rest of the tiled set is validation
@@ -121,6 +122,6 @@ def run_child(recipe: str, data_dir: str, total: int, epochs: int, limit: int | 
         "forward_flops": flops, "mfu": mfu(flops, rate, device_name(device), precision),
         "peak_memory_mb": peak_memory_mb(device), "limited": bool(limit),
         "device_path": cli.datamodule.uses_device_path, "channels_last": cli.model.channels_last,
-        "compiled": getattr(net, "_compiled_call_impl", None) is not None,
+        "compiled": is_compiled(net),
     }
     Path(out).write_text(json.dumps(result, indent=1))

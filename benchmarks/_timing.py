@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cifar_moe.core.private_api import call_eager
+
 # Dense (no sparsity) bf16 tensor-core peak FLOP/s, keyed by the EXACT name
 # torch.cuda.get_device_name() reports: an H100 PCIe is not an H100 SXM. Vendor data sheets.
 BF16_DENSE_PEAK = {
@@ -52,11 +54,11 @@ def median_rate(step: Callable[[], object], images_per_step: int, iters: int, wa
 
 def forward_flops(net: nn.Module, device: torch.device | str = "cpu") -> int:
     """FLOPs of one forward pass of one image on ``device``, counted eagerly (a module
-    compiled in place is called through its plain ``_call_impl``); the mode is restored."""
+    compiled in place is called eagerly: ``call_eager``); the mode is restored."""
     was_training = net.training
     net.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net._call_impl(torch.randn(1, 3, 32, 32, device=device))
+        call_eager(net, torch.randn(1, 3, 32, 32, device=device))
     net.train(was_training)
     return counter.get_total_flops()
 

@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch.profiler import ProfilerActivity, profile
 
 from cifar_moe.cli.main import cli_main
+from cifar_moe.core.private_api import is_compiled
 from cifar_moe.data import write_synthetic_cifar
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -55,7 +56,7 @@ class PlainLoop:
         self.channels_last = module.channels_last
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if getattr(module.net, "_compiled_call_impl", None) is not None:
+        if is_compiled(module.net):
             self.net.compile()
         self.optimizer = module.optimizer_factory(self.net.parameters())
         for group in self.optimizer.param_groups:  # the bare baseline: one foreach update

@@ -27,6 +27,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from cifar_moe.cli.main import cli_main
+from cifar_moe.core.private_api import is_compiled
 
 
 class StepProfiler(Callback):
@@ -105,7 +106,7 @@ def main() -> None:
           f"torch {torch.__version__}, precision {cli.trainer.precision}, "
           f"device path {cli.datamodule.uses_device_path}, channels_last "
           f"{cli.model.channels_last}, compiled "
-          f"{getattr(cli.model.net, '_compiled_call_impl', None) is not None}")
+          f"{is_compiled(cli.model.net)}")
     print("\n".join(summary(profiler.prof, profiler.wall_s, args.steps, args.rows)))
 
 

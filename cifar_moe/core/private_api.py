@@ -32,6 +32,13 @@ def is_compiled(net: nn.Module) -> bool:
     return getattr(net, "_compiled_call_impl", None) is not None
 
 
+def call_eager(net: nn.Module, *args):
+    """Call ``net`` eagerly even when ``net.compile()`` wrapped it (``__call__`` would run
+    the compiled graph; ``_call_impl`` is the eager path, hooks included). Breaks: a FLOP
+    count through the compiled graph sees no aten ops."""
+    return net._call_impl(*args)
+
+
 def uncompile(net: nn.Module) -> None:
     """Undo ``net.compile()``: later calls run eager (there is no public ``uncompile``)."""
     net._compiled_call_impl = None
