@@ -123,13 +123,16 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(opts.threads)
     from cifar_moe.core.atomic_files import write_json_atomic
     from cifar_moe.core.errors import UserError
+    from cifar_moe.runs.study.paths import portable
 
     try:
         result = run(opts.run_dir, opts.cli_args, opts.test)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    write_json_atomic(opts.run_dir / "result.json", result)
+    # Paths relative to the project: the record is committed where a study resumes from a
+    # fresh clone (docs/studies/routing/runs/), and must not name this machine's folders.
+    write_json_atomic(opts.run_dir / "result.json", portable(result))
 
 
 if __name__ == "__main__":
