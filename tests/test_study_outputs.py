@@ -18,7 +18,7 @@ from cifar_moe.runs.study.spec import load_study
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDIES = REPO_ROOT / "docs" / "studies"
 # Finished studies: a study still running in its committed folder (the routing study keeps
-# its run records there, docs/studies/routing/.gitignore) renders from those runs instead.
+# its run records there, see the root .gitignore) renders from those runs instead.
 COMMITTED = sorted(p.name for p in STUDIES.iterdir()
                    if (p / "results.json").is_file() and not (p / "runs").is_dir())
 QUICK = str(REPO_ROOT / "configs" / "quickstart.yaml")
