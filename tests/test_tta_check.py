@@ -1,0 +1,66 @@
+"""benchmarks/tta_check.py: an evaluation-only candidate scored on the same checkpoints as the
+incumbent (docs/protocols/selection.md). A real tiny fold study, then the check on its runs:
+the incumbent's scoring reproduces each run's recorded accuracy, the paired gain is the
+hand-computed mean of the per-fold differences, and nothing is written into the runs."""
+
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_run import TINY_NET
+
+from cifar_moe.cli.study import main as study_main
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import tta_check  # noqa: E402
+
+FOLD_LINE = re.compile(r"fold (\d) \(fold\d-seed0\): flip ([\d.]+) %, flip_translate ([\d.]+) %")
+LAST = re.compile(r"flip_translate - flip: ([+-][\d.]+) points, SE ([\d.]+), "
+                  r"95 % CI .* \((\d) folds\); adopt: (yes|no); validate ")
+
+
+@pytest.mark.slow
+def test_the_check_rescores_each_run_and_pairs_the_two_ways(synthetic_data_dir, tmp_path,
+                                                            capsys):
+    data = {"data_dir": str(synthetic_data_dir), "num_folds": 5, "num_workers": 0,
+            "batch_size": 32, "eval_batch_size": 100}
+    spec = {"data": data, "seeds": [0], "folds": [0, 1, 2, 3, 4], "out": str(tmp_path / "out"),
+            "args": [*TINY_NET, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
+                     "--model.tta=flip"],
+            "rows": [{"name": "quick", "configs": [str(ROOT / "configs" / "quickstart.yaml")]}]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert study_main([str(path), "--jobs", "2"]) == 0
+    row = tmp_path / "out" / "runs" / "quick"
+    before = sorted(row.rglob("*"))
+    capsys.readouterr()  # the study's own lines
+    tta_check.main([str(row)])
+    out = [line for line in capsys.readouterr().out.splitlines()
+           if line.startswith(("fold ", "flip_translate - flip"))]
+    assert sorted(row.rglob("*")) == before  # nothing written into the runs
+    folds = [FOLD_LINE.fullmatch(line) for line in out[:-1]]
+    assert all(folds), out  # no line says the rescoring differs from the recorded accuracy
+    assert [int(f[1]) for f in folds] == [0, 1, 2, 3, 4]
+    diffs = [float(f[3]) - float(f[2]) for f in folds]
+    last = LAST.match(out[-1])
+    assert last, out[-1]
+    assert float(last[1]) == pytest.approx(statistics.fmean(diffs), abs=0.011)
+    assert float(last[2]) == pytest.approx(statistics.stdev(diffs) / 5 ** 0.5, abs=0.011)
+    assert last[3] == "5"
+    mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / 5 ** 0.5
+    assert last[4] == ("yes" if mean > 2 * se else "no")
+
+
+def test_folds_7_to_9_never_select(tmp_path):
+    run = tmp_path / "fold8-seed0"
+    (run / "lightning_logs/g/seed0-1/checkpoints").mkdir(parents=True)
+    (run / "lightning_logs/g/seed0-1/checkpoints/last.ckpt").write_bytes(b"")
+    (run / "result.json").write_text('{"final_val_acc": 0.5}')
+    (run / "inputs.json").write_text('{"args": ["--data.val_fold=8"]}')
+    assert tta_check.run_parts(run)[0] == 8
+    with pytest.raises(SystemExit, match="no finished run on folds 0-6"):
+        tta_check.main([str(tmp_path)])
