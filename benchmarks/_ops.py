@@ -6,6 +6,11 @@ again; backward ops count). It includes ops that launch nothing on a GPU: ``deta
 autograd hands a parameter its first gradient, ``t`` in a linear layer's backward, views and
 reshapes of contiguous tensors. ``working`` leaves those out, so it is the closer estimate
 of a step's kernel launches; both are reported.
+
+A compiled network runs most of its work as kernels that Inductor generates, not as aten
+ops. With ``profile_compiled_kernels()`` (core/private_api.py) set before compiling, each
+fused CPU kernel is a traced event, counted here as one working op named
+``inductor::cpp_fused``; without it a compiled step would look cheaper than it is.
 """
 
 # Ops that only make a view, an alias or an empty tensor, or read metadata: no kernel unless
@@ -19,21 +24,30 @@ NO_KERNEL = frozenset(f"aten::{name}" for name in (
 ))
 
 
-def _aten_parent(event):
+FUSED_KERNEL = "cpp_fused_"  # in the name of every CPU kernel Inductor generates
+FUSED_NAME = "inductor::cpp_fused"
+
+
+def _is_op(event) -> bool:
+    return event.name.startswith("aten::") or FUSED_KERNEL in event.name
+
+
+def _op_parent(event):
     parent = event.cpu_parent
-    while parent is not None and not parent.name.startswith("aten::"):
+    while parent is not None and not _is_op(parent):
         parent = parent.cpu_parent
     return parent
 
 
 def _works(event) -> bool:
-    """Whether an op, or any op it calls, is not in NO_KERNEL."""
-    if event.name.startswith("aten::") and event.name not in NO_KERNEL:
+    """Whether an op, or any op it calls, is not in NO_KERNEL (a fused kernel always is)."""
+    if _is_op(event) and event.name not in NO_KERNEL:
         return True
     return any(_works(child) for child in event.cpu_children)
 
 
 def top_level_ops(prof) -> list[tuple[str, bool]]:
-    """``(name, does work)`` of each aten op no other aten op encloses, in call order."""
-    return [(event.name, _works(event)) for event in prof.events()
-            if event.name.startswith("aten::") and _aten_parent(event) is None]
+    """``(name, does work)`` of each aten op or fused kernel that no other encloses, in call
+    order; fused kernels all under one name."""
+    return [(FUSED_NAME if FUSED_KERNEL in event.name else event.name, _works(event))
+            for event in prof.events() if _is_op(event) and _op_parent(event) is None]

@@ -31,6 +31,23 @@ def test_views_and_metadata_ops_are_counted_but_not_as_work():
     assert [works for _, works in ops] == [False, False, False, True, True]
 
 
+def test_a_compiled_functions_fused_kernels_count_as_working_ops():
+    from cifar_moe.core.private_api import profile_compiled_kernels
+
+    profile_compiled_kernels()
+    fused = torch.compile(lambda x: (x * 2 + 1).relu().sum(dim=1))
+    x = torch.randn(64, 32)
+    fused(x)  # compiles
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fused(x)
+    ops = top_level_ops(prof)
+    # Inductor fuses the four ops into one or two generated kernels, and calls no aten op
+    # for them: without counting the kernels the call would count as no work at all.
+    kernels = [works for name, works in ops if name == "inductor::cpp_fused"]
+    assert 1 <= len(kernels) <= 2 and all(kernels)
+    assert not any(name in ("aten::mul", "aten::add", "aten::relu") for name, _ in ops)
+
+
 def test_the_benchmark_prints_its_line_and_the_working_count(capsys):
     bench_overhead.main(["--config", str(ROOT / "configs" / "quickstart.yaml"),
                          "--batch-size", "4", "--warmup", "1", "--steps", "2", "--count", "1",

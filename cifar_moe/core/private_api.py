@@ -132,3 +132,15 @@ def saves_on_train_epoch_end(callback, trainer) -> bool:
     Breaks: ``last.ckpt`` after a validation would hold the top-k state of the epoch before.
     """
     return callback._should_save_on_train_epoch_end(trainer)
+
+
+def profile_compiled_kernels() -> None:
+    """Make the CPU kernels Inductor generates appear in ``torch.profiler`` traces (each a
+    record_function named ``..._cpp_fused_...``); set before the first compile.
+
+    Inductor's config module is private and this switch has no public form. Breaks: a
+    compiled step's operator count (``benchmarks/_ops.py``) would leave its fused kernels out.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.cpp.enable_kernel_profile = True

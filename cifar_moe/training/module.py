@@ -137,7 +137,7 @@ class LitClassifier(L.LightningModule):
         """Validation and test: the loss and the stage's metric object, logged per epoch."""
         images, labels = batch
         logits = tta_logits(self, images, self.tta)
-        loss = self.loss_fn(logits, labels)
+        loss = call_compiled_or_eager(self.loss_fn, logits, labels)
         preds = logits.argmax(dim=-1)
         metric = getattr(self, f"{stage}_acc")
         metric(preds, labels)
@@ -157,7 +157,7 @@ class LitClassifier(L.LightningModule):
         if mixing:
             images, targets = self.mixer(images, labels)  # targets: (B, C) soft
         logits = self(images)
-        loss = self.loss_fn(logits, targets)
+        loss = call_compiled_or_eager(self.loss_fn, logits, targets)
         preds = logits.argmax(dim=-1)
         # On a mixed batch accuracy is measured against each sample's dominant label.
         correct = (preds == (targets.argmax(dim=-1) if mixing else labels)).sum()
