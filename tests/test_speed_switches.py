@@ -208,7 +208,7 @@ def test_cuda_graphs_forward_returns_a_copy_of_the_logits():
 
 def test_compile_also_fuses_the_focal_loss_and_the_mix():
     """model.compile compiles the step's own tensor work too (about 40 eager ops each for a
-    focal loss and a mixup/cutmix mix); cross-entropy is one op and stays a function."""
+    focal loss and a mixup/cutmix mix, about ten for smoothed cross-entropy)."""
     from cifar_moe.core.hardware import CPU
     from cifar_moe.core.private_api import is_compiled
     from cifar_moe.training.auto_settings import apply_speed_settings
@@ -219,9 +219,13 @@ def test_compile_also_fuses_the_focal_loss_and_the_mix():
     apply_speed_settings(focal, CPU)
     assert is_compiled(focal.net) and is_compiled(focal.loss_fn)
     assert is_compiled(focal.mixer.blend)
+    ce = LitClassifier(_small_net("mixture"), label_smoothing=0.1, compile=True)
+    apply_speed_settings(ce, CPU)
+    assert is_compiled(ce.loss_fn)
     plain = LitClassifier(_small_net("mixture"), compile=False)
     apply_speed_settings(plain, CPU)
     assert not is_compiled(plain.mixer.blend) and not is_compiled(plain.net)
+    assert not is_compiled(plain.loss_fn)
 
 
 @pytest.mark.slow
