@@ -226,3 +226,19 @@ def test_bad_batch_contents_name_the_file(broken_copy, name, change, pattern):
     with pytest.raises(UserError, match=pattern) as info:
         _dm(broken_copy, val_size=10)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_drop_last_gives_only_full_training_batches(synthetic_data_dir):
+    # 150 training images in batches of 64: 64, 64 and a partial 22 without drop_last.
+    for device_path in (False, True):
+        kept = _dm(synthetic_data_dir, val_size=50, batch_size=64, drop_last=True,
+                   device_augment=device_path)
+        sizes = [len(b if device_path else b[1]) for b in kept.train_dataloader()]
+        assert sizes == [64, 64]
+        full = _dm(synthetic_data_dir, val_size=50, batch_size=64, device_augment=device_path)
+        assert [len(b if device_path else b[1]) for b in full.train_dataloader()] == [64, 64, 22]
+    # validation keeps every image
+    assert sum(len(b[1]) for b in kept.val_dataloader()) == 50
+    with pytest.raises(UserError, match=r"data\.drop_last is true but the 150 training images "
+                                        r"are fewer than data\.batch_size 256"):
+        _dm(synthetic_data_dir, val_size=50, batch_size=256, drop_last=True).train_dataloader()

@@ -35,6 +35,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             data-size curves; validation is unchanged.
         batch_size: training batch size.
         eval_batch_size: validation/test batch size; None uses batch_size.
+        drop_last: drop each epoch's last partial training batch, so every step has one
+            shape (with ``model.cuda_graphs``, one recorded graph instead of two).
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory for faster copies (only used when CUDA is available).
         persistent_workers: keep workers alive between epochs (only when num_workers > 0).
@@ -58,6 +60,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         train_fraction: float = 1.0,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
+        drop_last: bool = False,
         num_workers: int = 2,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -161,6 +164,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             dataset,
             batch_size=self.hparams.batch_size if train else self.eval_batch_size,
             sampler=sampler,
+            drop_last=train and self.hparams.drop_last,
             num_workers=workers,
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.hparams.persistent_workers and workers > 0,
@@ -188,12 +192,15 @@ class CIFAR10DataModule(L.LightningDataModule):
         return settle(self.hparams.device_augment, "device_augment", facts)
 
     def train_dataloader(self) -> DataLoader:
+        n, h = len(self.datasets["train"]), self.hparams
+        if h.drop_last and n < h.batch_size:
+            raise UserError(f"data.drop_last is true but the {n} training images are fewer than "
+                            f"data.batch_size {h.batch_size}, so no batch is left; lower "
+                            "data.batch_size or set data.drop_last false")
         if self.uses_device_path:
             # Batches of indices only; the images never leave the device (see below).
-            n = len(self.datasets["train"])
-            return DataLoader(range(n), self.hparams.batch_size,
-                              sampler=self._epoch_shuffle(n, keyed=False),
-                              generator=torch.Generator().manual_seed(0))
+            return DataLoader(range(n), h.batch_size, sampler=self._epoch_shuffle(n, keyed=False),
+                              drop_last=h.drop_last, generator=torch.Generator().manual_seed(0))
         return self._loader("train", train=True)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -65,7 +65,8 @@ class LitClassifier(L.LightningModule):
         cuda_graphs: replay the compiled network as CUDA graphs (compile mode
             ``reduce-overhead``, static shapes): one launch per graph instead of one per
             operator. Needs compile; off by default until measured faster on a GPU; on
-            another device one line says it is off.
+            another device one line says it is off. With ``data.drop_last`` every training
+            step has one shape, so one graph is recorded, not two.
         tta: test-time augmentation at val/test/predict/classify: ``flip`` averages the
             logits of each image and its mirror (``cifar_moe/training/tta.py``).
     """
