@@ -153,6 +153,24 @@ def test_compile_failure_falls_back_to_eager_with_one_line(where, monkeypatch, c
     assert not is_compiled(net)
 
 
+def test_a_failing_compile_of_the_net_and_the_loss_is_said_once_per_fit(monkeypatch, capsys):
+    from cifar_moe.training.auto_settings import call_compiled_or_eager
+
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: _raise)  # fails at each first call
+    torch.manual_seed(0)
+    net = MoENet(stem_width=8, widths=[8, 16], pool_after=[0, 1], num_experts=2).eval()
+    model = LitClassifier(net, loss="focal", compile=True)
+    for _ in range(2):  # two fits in one process (a notebook): each says it once
+        model.configure_model()
+        assert is_compiled(net) and is_compiled(model.loss_fn)
+        with torch.no_grad():
+            logits = model(torch.randn(3, 3, 32, 32))
+            call_compiled_or_eager(model.loss_fn, logits, torch.tensor([0, 1, 2]))
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("warning: model.compile")
+        assert not is_compiled(net) and not is_compiled(model.loss_fn)
+
+
 def test_auto_compile_without_trainer_stays_eager():
     model, net = _tiny_model("auto")
     model.configure_model()

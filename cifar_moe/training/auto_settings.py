@@ -70,11 +70,13 @@ def apply_speed_settings(module, facts: DeviceFacts) -> None:
         graphs = False
     module.cuda_graphs = graphs
     if compiled:
+        _REPORTED.clear()  # a failure is said once per fit
         compile_in_place(module.net, cuda_graphs=graphs)
         # The step's own tensor work is fused too: a focal loss and the mix are ~40 small
         # ops each eagerly, a launch apiece on a GPU; smoothed cross-entropy about ten.
-        compile_in_place(module.loss_fn)
-        module.mixer.compile()
+        if is_compiled(module.net):  # else compile cannot start here: all of it stays eager
+            compile_in_place(module.loss_fn)
+            module.mixer.compile()
 
 
 def compile_in_place(net: nn.Module, cuda_graphs: bool = False) -> None:
@@ -106,8 +108,13 @@ def call_compiled_or_eager(net: nn.Module, *inputs):
         return net(*inputs)
 
 
+_REPORTED: set[str] = set()  # failures said in this fit: the net, loss and mix fail alike
+
+
 def _report_compile_failure(net: nn.Module, err: Exception) -> None:
     uncompile(net)
     gist = " ".join(f"{type(err).__name__}: {err}".split())[:200]
-    say(f"warning: model.compile: torch.compile failed on this machine ({gist}); "
-        "continuing eager")
+    if gist not in _REPORTED:
+        _REPORTED.add(gist)
+        say(f"warning: model.compile: torch.compile failed on this machine ({gist}); "
+            "continuing eager")
