@@ -6,6 +6,9 @@ import os
 import pickle
 import shutil
 import signal
+import sys
+import time
+import weakref
 from pathlib import Path
 
 import lightning as L
@@ -45,6 +48,21 @@ class SigtermAt(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class SwallowedCtrlCAt(L.Callback):
+    """A real Ctrl-C whose KeyboardInterrupt Python swallows: it lands in a weakref callback
+    ("Exception ignored in ..."), as one did in a sweep trial under load."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) != (self.epoch, self.batch):
+            return
+        target = type("Target", (), {})()
+        _ = weakref.ref(target, lambda _: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))
+        del target  # the callback runs, the signal's KeyboardInterrupt is raised and dropped
+
+
 LOADERS = {  # the per-image loader in-process and with persistent workers; the device path
     "workers 0": ["--data.num_workers=0", "--data.device_augment=false"],
     "persistent workers 2": ["--data.num_workers=2", "--data.persistent_workers=true",
@@ -74,6 +92,23 @@ def test_sigterm_then_resume_equals_uninterrupted(loader, synthetic_data_dir, tm
     again = read_scalars(latest_run(tmp_path / "cut" / "lightning_logs"))
     assert final["val/acc"][-1] == again["val/acc"][-1]
     assert final["val/loss"][-1] == again["val/loss"][-1]
+
+
+def test_a_ctrl_c_that_python_swallowed_still_stops_the_fit(synthetic_data_dir, tmp_path,
+                                                              capsys):
+    cli = cli_main(_args(synthetic_data_dir, tmp_path)[1:], run=False)
+    cli.trainer.callbacks.append(SwallowedCtrlCAt(epoch=1, batch=1))
+    dropped, previous, sys.unraisablehook = [], sys.unraisablehook, lambda u: dropped.append(u)
+    try:
+        with pytest.raises(SystemExit):
+            cli.trainer.fit(cli.model, cli.datamodule)
+    finally:
+        sys.unraisablehook = previous
+    assert [type(u.exc_value) for u in dropped] == [KeyboardInterrupt]  # swallowed once
+    assert "interrupted in epoch 2, step 6" in capsys.readouterr().err
+    ckpts = latest_run(tmp_path / "lightning_logs") / "checkpoints"
+    saved = torch.load(ckpts / "interrupted.ckpt", weights_only=False, map_location="cpu")
+    assert (saved["epoch"], saved["global_step"]) == (1, 6)  # stopped at the next batch
 
 
 @pytest.mark.slow

@@ -22,6 +22,32 @@ EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 EXIT_PEER_FAILURE = 1
 
 
+class RememberedCtrlC:
+    """Python's own Ctrl-C (``KeyboardInterrupt`` at once), remembered until acted on.
+
+    Python drops an exception raised inside a weakref callback or ``__del__`` ("Exception
+    ignored in ..."). A Ctrl-C that lands there is lost and the run goes on to its last
+    epoch: seen under load, where a sweep's one stop request to a trial was ignored and the
+    trial ran to the end. The flag lets the next batch raise it again, from a hook."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous = None
+
+    def install(self) -> None:
+        self.received = False
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, _signum: int, _frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+
 class InterruptCheckpoint(L.Callback):
     """On Ctrl-C or SIGTERM during fit: save ``interrupted.ckpt`` and say how to resume.
 
@@ -32,13 +58,23 @@ class InterruptCheckpoint(L.Callback):
 
     def __init__(self) -> None:
         self._flag = together.SignalFlag()
+        self._ctrl_c = RememberedCtrlC()
         self._signalled = ""  # which rank(s) got the signal, for the message
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if trainer.world_size > 1:  # after Lightning installed its own handlers
+        # after Lightning installed its own handlers (its SIGTERM one already defers to a
+        # batch boundary, so one process only needs Ctrl-C kept from being lost)
+        if trainer.world_size > 1:
             self._flag.install()
+        else:
+            self._ctrl_c.install()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx,
+                                  dataloader_idx=0) -> None:
+        self._raise_lost_ctrl_c()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._raise_lost_ctrl_c()
         if not self._flag.installed:
             return
         device = trainer.strategy.root_device
@@ -51,10 +87,17 @@ class InterruptCheckpoint(L.Callback):
             self._signalled = f" (signal on {ranks})"
             together.raise_stop(signum)
 
+    def _raise_lost_ctrl_c(self) -> None:
+        if self._ctrl_c.received:  # its KeyboardInterrupt was swallowed on the way
+            self._ctrl_c.received = False
+            raise KeyboardInterrupt
+
     def teardown(self, trainer, pl_module, stage) -> None:
         self._flag.uninstall()
+        self._ctrl_c.uninstall()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
+        self._ctrl_c.received = False
         if together.is_peer_failure(exception):
             self._after_peer_failure(trainer, exception)
             return
