@@ -8,9 +8,12 @@ Protocol: docs/protocols/selection.md, "candidates that change only evaluation".
 folder is a study run (``runs/<row>/fold<F>-seed<S>``) with its ``result.json`` and the
 fit's ``last.ckpt``; only folds 0-6 may select. The run's recorded ``final_val_acc`` must
 equal the incumbent's scoring of the same checkpoint (the line says so if not), which checks
-that this is the evaluation the fit made. Nothing is written into the run folders; the
-test images are never read. The last line gives the paired gain with the adoption rule's
-verdict (mean > 2 SE over >= 5 folds) and the evaluation time of each way.
+that this is the evaluation the fit made. Each run's scores are saved beside its record
+(``tta_check.json``, committed with it), and a run whose checkpoint is gone (a study's
+checkpoints stay on the machine that ran it) is pooled from that file: the five folds the
+rule needs can come from several sessions. The test images are never read. The last line
+gives the paired gain with the adoption rule's verdict (mean > 2 SE over >= 5 folds) and
+the evaluation time of each way.
 """
 
 import argparse
@@ -25,19 +28,44 @@ from cifar_moe.runs.study.stats import paired_difference
 from cifar_moe.training.tta import TTA_MODES
 
 SELECTION_FOLDS = range(7)  # folds 0-6 select (docs/protocols/selection.md)
+RECORD = "tta_check.json"
+"""Per run: {"fold": F, "acc": {mode: accuracy}, "seconds": {mode: seconds}}."""
 
 
 def run_parts(run: Path) -> tuple[int, float, Path, Path] | None:
-    """(fold, recorded final_val_acc, config.yaml, last.ckpt) of a finished run, else None."""
+    """(fold, recorded final_val_acc, config.yaml, last.ckpt) of a finished run, else None.
+    The two paths may not exist: a fresh clone has the run's record, not its checkpoint."""
     result, fit = run / "result.json", sorted(run.glob("lightning_logs/*/seed*-*"))
-    if not result.is_file() or not fit or not (fit[-1] / "checkpoints/last.ckpt").is_file():
+    if not result.is_file() or not (run / "inputs.json").is_file():
         return None
     args = json.loads((run / "inputs.json").read_text())["args"]
     folds = [int(a.split("=", 1)[1]) for a in args if a.startswith("--data.val_fold=")]
     if not folds:
         return None
     recorded = json.loads(result.read_text())["final_val_acc"]
-    return folds[0], recorded, fit[-1] / "config.yaml", fit[-1] / "checkpoints/last.ckpt"
+    fit_dir = fit[-1] if fit else run / "missing"
+    return folds[0], recorded, fit_dir / "config.yaml", fit_dir / "checkpoints/last.ckpt"
+
+
+def saved_scores(run: Path) -> dict:
+    path = run / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {"acc": {}, "seconds": {}}
+
+
+def run_scores(run: Path, parts: tuple, modes: list[str]) -> tuple[dict, dict, str] | None:
+    """({mode: accuracy}, {mode: seconds}, how) for one run: scored now from its checkpoint
+    (and saved beside its record), or read back from that record; None if neither can be."""
+    fold, _, config, ckpt = parts
+    saved = saved_scores(run)
+    if ckpt.is_file():
+        for tta in modes:
+            saved["acc"][tta], saved["seconds"][tta] = score(config, ckpt, tta)
+        record = {"fold": fold, "acc": saved["acc"], "seconds": saved["seconds"]}
+        (run / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        return saved["acc"], saved["seconds"], ""
+    if all(tta in saved["acc"] for tta in modes):
+        return saved["acc"], saved["seconds"], f" (from {RECORD})"
+    return None
 
 
 def score(config: Path, ckpt: Path, tta: str) -> tuple[float, float]:
@@ -58,33 +86,41 @@ def main(argv=None) -> None:
     parser.add_argument("--incumbent", default="flip", choices=TTA_MODES)
     parser.add_argument("--candidate", default="flip_translate", choices=TTA_MODES)
     args = parser.parse_args(argv)
-    found = {}
-    for run in sorted(args.row.iterdir()):
-        parts = run_parts(run) if run.is_dir() else None
-        if parts and parts[0] in SELECTION_FOLDS:
-            found[(parts[0], run.name)] = parts
-    if not found:
-        sys.exit(f"no finished run on folds 0-6 with a last.ckpt under {args.row}")
-    acc = {args.incumbent: {}, args.candidate: {}}
-    secs = {args.incumbent: 0.0, args.candidate: 0.0}
-    for key, (fold, recorded, config, ckpt) in sorted(found.items()):
-        for tta in acc:
-            acc[tta][key], seconds = score(config, ckpt, tta)
-            secs[tta] += seconds
-        check = "" if abs(acc[args.incumbent][key] - recorded) < 1e-6 else \
-            f"  (recorded {100 * recorded:.2f} %: NOT the fit's evaluation)"
-        print(f"fold {fold} ({key[1]}): {args.incumbent} {100 * acc[args.incumbent][key]:.2f} %, "
-              f"{args.candidate} {100 * acc[args.candidate][key]:.2f} %{check}", flush=True)
-    diff = paired_difference(acc[args.candidate], acc[args.incumbent])
+    modes = [args.incumbent, args.candidate]
+    acc, secs = {tta: {} for tta in modes}, {tta: 0.0 for tta in modes}
+    for run in sorted(p for p in args.row.iterdir() if p.is_dir()):
+        parts = run_parts(run)
+        scores = run_scores(run, parts, modes) if parts and parts[0] in SELECTION_FOLDS \
+            else None
+        if scores is None:
+            continue
+        key = (parts[0], run.name)
+        for tta in modes:
+            acc[tta][key] = scores[0][tta]
+            secs[tta] += scores[1][tta]
+        check = "" if abs(acc[args.incumbent][key] - parts[1]) < 1e-6 else \
+            f"  (recorded {100 * parts[1]:.2f} %: NOT the fit's evaluation)"
+        print(f"fold {parts[0]} ({run.name}): {args.incumbent} "
+              f"{100 * acc[args.incumbent][key]:.2f} %, {args.candidate} "
+              f"{100 * acc[args.candidate][key]:.2f} %{scores[2]}{check}", flush=True)
+    if not acc[args.incumbent]:
+        sys.exit(f"no finished run on folds 0-6 with a last.ckpt or a {RECORD} under "
+                 f"{args.row}")
+    print(verdict(args.candidate, args.incumbent, acc, secs))
+
+
+def verdict(candidate: str, incumbent: str, acc: dict, secs: dict) -> str:
+    """The last line: the paired gain, its interval and the adoption rule's answer."""
+    diff = paired_difference(acc[candidate], acc[incumbent])
     n, mean = diff["n"], 100 * diff["mean"]
     se = 100 * diff["sd"] / n ** 0.5 if n > 1 else float("nan")
     adopt = n >= 5 and mean > 2 * se
     interval = (f"95 % CI [{100 * diff['low']:+.2f}, {100 * diff['high']:+.2f}]" if n > 1
                 else "no interval")
-    print(f"{args.candidate} - {args.incumbent}: {mean:+.2f} points, SE {se:.2f}, {interval} "
-          f"({n} folds); adopt: {'yes' if adopt else 'no'}; "
-          f"validate {secs[args.candidate] / n:.1f} s against {secs[args.incumbent] / n:.1f} s "
-          "per fold (the whole command)")
+    return (f"{candidate} - {incumbent}: {mean:+.2f} points, SE {se:.2f}, {interval} "
+            f"({n} folds); adopt: {'yes' if adopt else 'no'}; validate "
+            f"{secs[candidate] / n:.1f} s against {secs[incumbent] / n:.1f} s per fold (the "
+            "whole command)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """benchmarks/tta_check.py: an evaluation-only candidate scored on the same checkpoints as the
 incumbent (docs/protocols/selection.md). A real tiny fold study, then the check on its runs:
 the incumbent's scoring reproduces each run's recorded accuracy, the paired gain is the
-hand-computed mean of the per-fold differences, and nothing is written into the runs."""
+hand-computed mean of the per-fold differences, and each run's scores are saved beside its
+record, so the check pools them once the checkpoints are gone (a fresh clone)."""
 
 import re
 import statistics
@@ -41,7 +42,9 @@ def test_the_check_rescores_each_run_and_pairs_the_two_ways(synthetic_data_dir, 
     tta_check.main([str(row)])
     out = [line for line in capsys.readouterr().out.splitlines()
            if line.startswith(("fold ", "flip_translate - flip"))]
-    assert sorted(row.rglob("*")) == before  # nothing written into the runs
+    saved = sorted(row.glob(f"*/{tta_check.RECORD}"))
+    assert sorted(row.rglob("*")) == sorted(before + saved)  # nothing else written
+    assert len(saved) == 5
     folds = [FOLD_LINE.fullmatch(line) for line in out[:-1]]
     assert all(folds), out  # no line says the rescoring differs from the recorded accuracy
     assert [int(f[1]) for f in folds] == [0, 1, 2, 3, 4]
@@ -53,6 +56,14 @@ def test_the_check_rescores_each_run_and_pairs_the_two_ways(synthetic_data_dir, 
     assert last[3] == "5"
     mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / 5 ** 0.5
     assert last[4] == ("yes" if mean > 2 * se else "no")
+    for ckpt in row.rglob("*.ckpt"):  # a fresh clone: the records, no checkpoints
+        ckpt.unlink()
+    tta_check.main([str(row)])
+    again = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("fold ", "flip_translate - flip"))]
+    assert [line.replace(f" (from {tta_check.RECORD})", "") for line in again[:-1]] == out[:-1]
+    assert all(line.endswith(f"(from {tta_check.RECORD})") for line in again[:-1])
+    assert again[-1].split("; validate")[0] == out[-1].split("; validate")[0]
 
 
 def test_folds_7_to_9_never_select(tmp_path):
