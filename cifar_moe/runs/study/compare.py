@@ -49,7 +49,7 @@ def _row_floor(runs: list[dict], metric: str, mean: float | None) -> dict | None
     return {"images": images, "se": se, "half_width": stats.Z95 * se}
 
 
-def _difference_floor(runs: list[dict], ref_runs: list[dict], keys: list,
+def difference_floor(runs: list[dict], ref_runs: list[dict], keys: list,
                       metric: str) -> dict | None:
     """The paired difference's floor from per-image disagreements (``stats.image_diff_se``);
     None unless every pair recorded its per-image correctness."""
@@ -88,7 +88,7 @@ def analyse(rows: list[dict], metric: str, reference: str | None,
         if ref is not None and row is not ref:
             diff = stats.paired_difference(values[row["name"]], values[reference])
             keys = [tuple(pair) for pair in diff["pairs"]]
-            diff["image_floor"] = _difference_floor(row["runs"], ref["runs"], keys, metric)
+            diff["image_floor"] = difference_floor(row["runs"], ref["runs"], keys, metric)
             diff["role"] = "primary" if row["name"] == primary else "secondary"
             summary["vs_reference"] = diff
         row["stats"] = summary
