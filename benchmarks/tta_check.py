@@ -58,10 +58,12 @@ def run_scores(run: Path, parts: tuple, modes: list[str]) -> tuple[dict, dict, s
     fold, _, config, ckpt = parts
     saved = saved_scores(run)
     if ckpt.is_file():
+        before = dict(saved["acc"])
         for tta in modes:
             saved["acc"][tta], saved["seconds"][tta] = score(config, ckpt, tta)
-        record = {"fold": fold, "acc": saved["acc"], "seconds": saved["seconds"]}
-        (run / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        if saved["acc"] != before:  # the same scores again: the committed file stays as is
+            record = {"fold": fold, "acc": saved["acc"], "seconds": saved["seconds"]}
+            (run / RECORD).write_text(json.dumps(record, indent=1) + "\n")
         return saved["acc"], saved["seconds"], ""
     if all(tta in saved["acc"] for tta in modes):
         return saved["acc"], saved["seconds"], f" (from {RECORD})"
