@@ -7,6 +7,7 @@ import pickle
 import shutil
 import signal
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -228,3 +229,22 @@ def test_epoch_shards_are_disjoint_and_cover_under_ddp():
             assert len(set(a) & set(b)) <= 1  # only the one padding repeat of an odd size
             orders.append(a)
         assert orders[0] != orders[1] != orders[2]
+
+
+def test_a_fit_in_a_worker_thread_trains(synthetic_data_dir, tmp_path):
+    # Python lets only the main thread set signal handlers; a fit started from a thread
+    # (a notebook helper, a service) must train, not stop on the Ctrl-C guard
+    cli = cli_main(_args(synthetic_data_dir, tmp_path)[1:], run=False)
+    errors = []
+
+    def fit():
+        try:
+            cli.trainer.fit(cli.model, cli.datamodule)
+        except BaseException as error:  # handed to the main thread, which asserts on it
+            errors.append(error)
+
+    worker = threading.Thread(target=fit)
+    worker.start()
+    worker.join()
+    assert errors == []
+    assert cli.trainer.current_epoch == cli.trainer.max_epochs

@@ -7,6 +7,7 @@ or a traceback from each survivor."""
 
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,10 @@ class RememberedCtrlC:
 
     def install(self) -> None:
         self.received = False
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        # only the main thread may set handlers, and only it receives signals: a fit run
+        # from another thread (a notebook helper, a service) keeps the handler it has
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
 
     def uninstall(self) -> None:
         if self._previous is not None:
