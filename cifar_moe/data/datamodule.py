@@ -12,6 +12,7 @@ from cifar_moe.core.hardware import AUTO, Auto, facts_for_trainer, settle
 from cifar_moe.data.augment import build_eval_transform, build_train_transform
 from cifar_moe.data.augment_settings import DEFAULT_AUGMENT, AugmentSettings
 from cifar_moe.data.batch_augment import DeviceBatches
+from cifar_moe.data.checks import check_not_empty, check_settings
 from cifar_moe.data.cifar_files import read_class_names, read_split
 from cifar_moe.data.dataset import TensorImageDataset
 from cifar_moe.data.download import batch_folder, ensure_cifar10, where_to_put
@@ -73,7 +74,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         # Plain values in hparams, as checkpoints hold them and are read with weights_only=True.
         self.save_hyperparameters(ignore="augment")
         self.save_hyperparameters({"augment": self.augment.as_dict()})
-        _check_settings(self.hparams)
+        check_settings(self.hparams)
         # One settings object for both paths, so they cannot drift apart.
         self.train_transform = build_train_transform(self.augment)
         self.eval_transform = build_eval_transform()
@@ -137,7 +138,7 @@ class CIFAR10DataModule(L.LightningDataModule):
                             f"{where_to_put(self.hparams.data_dir)}")
         train_images, train_labels = read_split(self.folder, train=True)
         test_images, test_labels = read_split(self.folder, train=False)
-        _check_not_empty(self.folder, len(train_labels), len(test_labels), stage)
+        check_not_empty(self.folder, len(train_labels), len(test_labels), stage)
         self.train_indices, self.val_indices = self._split(len(train_labels))
         self.datasets["test"] = TensorImageDataset(test_images, test_labels, self.eval_transform)
         self.datasets["train"] = TensorImageDataset(
@@ -233,28 +234,3 @@ class CIFAR10DataModule(L.LightningDataModule):
             self.predict_folder = read_image_folder(self.hparams.predict_dir)
             self.predict_folder.report()
 
-
-def _check_not_empty(folder: Path, n_train: int, n_test: int, stage: str | None) -> None:
-    """An empty split is no setting's fault: one line naming the files, not val_size."""
-    if n_train == 0:  # the validation split is cut from it at every stage
-        raise UserError(f"{folder} holds no training images (data_batch_1..5 are empty); "
-                        "point data.data_dir at a folder with images")
-    if n_test == 0 and stage == "test":
-        raise UserError(f"{folder}/test_batch holds no images; point data.data_dir at a "
-                        "folder with test images")
-
-
-def _check_settings(h) -> None:
-    """One line per bad setting, raised before anything is read or written."""
-    checks = [
-        (h.batch_size >= 1, "data.batch_size", h.batch_size, "use 1 or more"),
-        (h.eval_batch_size is None or h.eval_batch_size >= 1, "data.eval_batch_size",
-         h.eval_batch_size, "use 1 or more, or null"),
-        (h.val_size >= 0, "data.val_size", h.val_size, "use 0 (test set) or more"),
-        (h.num_workers >= 0, "data.num_workers", h.num_workers, "use 0 or more"),
-        (h.predict_dir is None or Path(h.predict_dir).is_dir(), "data.predict_dir",
-         h.predict_dir, "pass an existing folder of PNG/JPEG images"),
-    ]
-    for ok, name, value, fix in checks:
-        if not ok:
-            raise UserError(f"{name} is {value}; {fix}")
