@@ -106,6 +106,7 @@ def test_a_ctrl_c_that_python_swallowed_still_stops_the_fit(synthetic_data_dir, 
     finally:
         sys.unraisablehook = previous
     assert [type(u.exc_value) for u in dropped] == [KeyboardInterrupt]  # swallowed once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     assert "interrupted in epoch 2, step 6" in capsys.readouterr().err
     ckpts = latest_run(tmp_path / "lightning_logs") / "checkpoints"
     saved = torch.load(ckpts / "interrupted.ckpt", weights_only=False, map_location="cpu")
@@ -248,3 +249,22 @@ def test_a_fit_in_a_worker_thread_trains(synthetic_data_dir, tmp_path):
     worker.join()
     assert errors == []
     assert cli.trainer.current_epoch == cli.trainer.max_epochs
+
+
+class SigintHandlerSeen(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen = signal.getsignal(signal.SIGINT)
+
+
+def test_an_ignored_ctrl_c_stays_ignored_during_a_fit(synthetic_data_dir, tmp_path):
+    # a job started with `&` inherits SIGINT ignored; the fit must not start answering it
+    cli = cli_main(_args(synthetic_data_dir, tmp_path)[1:], run=False)
+    seen = SigintHandlerSeen()
+    cli.trainer.callbacks.append(seen)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cli.trainer.fit(cli.model, cli.datamodule)
+        assert seen.seen is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

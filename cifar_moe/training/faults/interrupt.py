@@ -37,9 +37,11 @@ class RememberedCtrlC:
 
     def install(self) -> None:
         self.received = False
-        # only the main thread may set handlers, and only it receives signals: a fit run
-        # from another thread (a notebook helper, a service) keeps the handler it has
-        if threading.current_thread() is threading.main_thread():
+        # Only Python's own Ctrl-C is replaced: an ignored SIGINT (a job started with `&`)
+        # or a harness's handler stays as it is. Only the main thread may set handlers (and
+        # only it receives signals), so a fit run from another thread keeps what it has.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._previous = signal.signal(signal.SIGINT, self._handle)
 
     def uninstall(self) -> None:
@@ -102,6 +104,7 @@ class InterruptCheckpoint(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._ctrl_c.received = False
+        self._ctrl_c.uninstall()  # Lightning calls no callback teardown after an exception
         if together.is_peer_failure(exception):
             self._after_peer_failure(trainer, exception)
             return
