@@ -4,18 +4,21 @@ docs/protocols/routing.md, from the run records of one study per training fracti
     python benchmarks/data_size_curve.py configs/studies/routing_data25.yaml \
         configs/studies/routing_data50.yaml configs/studies/routing.yaml
 
-A study's fraction is the ``--data.train_fraction`` in its ``args`` (1.0 without one). Every
-point uses the (fold, seed) pairs of the first study's plan (the curve's design: folds 6-9,
-seed 0) that both compared rows finished in that study. Per point: each row's mean accuracy,
-and the mean paired difference ``primary - reference`` with its 95 % interval, the wider of
-the t-interval and the image-sampling floor (as the study tables). The last line is the
-trend: the smallest fraction's paired differences against the largest's, folds as pairs,
-"grows" if that 95 % t-interval lies above 0, "shrinks" if below, else none detectable.
+A study's fraction is its ``--data.train_fraction`` (in ``data:`` or ``args``; 1.0 without
+one), the same for all its rows (a row that sets its own is refused). Every point uses the
+(fold, seed) pairs that all the studies plan (the curve's design: folds 6-9, seed 0) and both
+compared rows finished. Per point: each row's mean accuracy, and the mean paired difference
+``primary - reference`` with its 95 % interval, the wider of the t-interval and the
+image-sampling floor (the protocol's rule; with one pair, the floor alone, and the line says
+so). The last line is the trend: the smallest fraction's paired differences against the
+largest's, folds as pairs, "grows" if that 95 % t-interval lies above 0, "shrinks" if below,
+else none detectable.
 Descriptive: no test, no correction. The test images are never read.
 """
 
 import argparse
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from cifar_moe.runs.study import stats
@@ -27,8 +30,15 @@ from cifar_moe.runs.study.spec import load_study
 METRIC = "final_val_acc"
 
 
-def fraction(args: list[str]) -> float:
+def fraction(study) -> float:
+    """The study's training fraction; one line naming the study if its rows differ."""
+    for row in study.rows:
+        if any("train_fraction" in arg for arg in row.args):
+            sys.exit(f"{study.path}: row {row.name} sets its own data.train_fraction; a curve "
+                     "point is one fraction for every row (put it in the study's args)")
+    args = [*study.data_args(), *study.args]
     values = [float(a.split("=", 1)[1]) for a in args if a.startswith("--data.train_fraction=")]
+    values += [float(b) for a, b in pairwise(args) if a == "--data.train_fraction"]
     return values[-1] if values else 1.0
 
 
@@ -42,7 +52,7 @@ def point(study, keys: set, primary: str, reference: str) -> dict:
     floor = difference_floor(rows[primary]["runs"], rows[reference]["runs"], list(mine), METRIC)
     halves = [h for h in (diff["half_width"], floor and floor["half_width"]) if h is not None]
     half = max(halves) if halves else None
-    return {"fraction": fraction(study.args), "n": diff["n"], "mean": diff["mean"],
+    return {"fraction": fraction(study), "n": diff["n"], "mean": diff["mean"],
             "half": half, "per_pair": {k: mine[k] - ref[k] for k in mine},
             "primary_acc": stats.mean_ci(list(mine.values()))["mean"],
             "reference_acc": stats.mean_ci(list(ref.values()))["mean"]}
@@ -65,9 +75,10 @@ def line(p: dict, primary: str, reference: str) -> str:
         return f"{100 * p['fraction']:.0f} % of the data: no pair finished yet"
     interval = (f"[{100 * (p['mean'] - p['half']):+.1f}, {100 * (p['mean'] + p['half']):+.1f}]"
                 if p["half"] is not None else "(no interval)")
+    pairs = "1 pair: image floor only" if p["n"] == 1 else f"{p['n']} pairs"
     return (f"{100 * p['fraction']:.0f} % of the data: {primary} {100 * p['primary_acc']:.1f} %, "
             f"{reference} {100 * p['reference_acc']:.1f} %, difference "
-            f"{100 * p['mean']:+.1f} points {interval} ({p['n']} pairs)")
+            f"{100 * p['mean']:+.1f} points {interval} ({pairs})")
 
 
 def main(argv=None) -> None:
@@ -78,7 +89,16 @@ def main(argv=None) -> None:
     first = studies[0]
     if not first.primary or not first.reference:
         sys.exit(f"{opts.studies[0]}: name a primary and a reference row to compare")
-    keys = {(run.fold, run.seed) for run in plan(first)}
+    for path, study in zip(opts.studies, studies, strict=True):
+        missing = {first.primary, first.reference} - {row.name for row in study.rows}
+        if missing:
+            sys.exit(f"{path}: has no row {', '.join(sorted(missing))}; every study of the "
+                     "curve needs both compared rows")
+    fractions = [fraction(study) for study in studies]
+    if len(studies) < 2 or len(set(fractions)) < len(fractions):
+        sys.exit(f"give one study per training fraction, at least two (got fractions "
+                 f"{', '.join(f'{f:g}' for f in fractions)})")
+    keys = set.intersection(*({(run.fold, run.seed) for run in plan(s)} for s in studies))
     points = sorted((point(s, keys, first.primary, first.reference) for s in studies),
                     key=lambda p: p["fraction"])
     for p in points:

@@ -7,8 +7,9 @@ scored on its held-out fold with the recipe's TTA and with another one.
 Protocol: docs/protocols/selection.md, "candidates that change only evaluation". Each run
 folder is a study run (``runs/<row>/fold<F>-seed<S>``) with its ``result.json`` and the
 fit's ``last.ckpt``; only folds 0-6 may select. The run's recorded ``final_val_acc`` must
-equal the incumbent's scoring of the same checkpoint (the line says so if not), which checks
-that this is the evaluation the fit made. Each run's scores are saved beside its record
+equal the incumbent's scoring of the same checkpoint, which checks that this is the
+evaluation the fit made: a fold where it does not (another fit, a stale record) is shown
+and left out. Each run's scores are saved beside its record
 (``tta_check.json``, committed with it), and a run whose checkpoint is gone (a study's
 checkpoints stay on the machine that ran it) is pooled from that file: the five folds the
 rule needs can come from several sessions. The test images are never read. The last line
@@ -96,18 +97,18 @@ def main(argv=None) -> None:
             else None
         if scores is None:
             continue
-        key = (parts[0], run.name)
-        for tta in modes:
-            acc[tta][key] = scores[0][tta]
-            secs[tta] += scores[1][tta]
-        check = "" if abs(acc[args.incumbent][key] - parts[1]) < 1e-6 else \
-            f"  (recorded {100 * parts[1]:.2f} %: NOT the fit's evaluation)"
+        same = abs(scores[0][args.incumbent] - parts[1]) < 1e-6
+        check = "" if same else (f"  (recorded {100 * parts[1]:.2f} %: NOT the fit's "
+                                 "evaluation, left out)")
         print(f"fold {parts[0]} ({run.name}): {args.incumbent} "
-              f"{100 * acc[args.incumbent][key]:.2f} %, {args.candidate} "
-              f"{100 * acc[args.candidate][key]:.2f} %{scores[2]}{check}", flush=True)
+              f"{100 * scores[0][args.incumbent]:.2f} %, {args.candidate} "
+              f"{100 * scores[0][args.candidate]:.2f} %{scores[2]}{check}", flush=True)
+        for tta in modes if same else ():  # a stale record or another fit pairs nothing
+            acc[tta][(parts[0], run.name)] = scores[0][tta]
+            secs[tta] += scores[1][tta]
     if not acc[args.incumbent]:
-        sys.exit(f"no finished run on folds 0-6 with a last.ckpt or a {RECORD} under "
-                 f"{args.row}")
+        sys.exit(f"no finished run on folds 0-6 with a last.ckpt or a matching {RECORD} "
+                 f"under {args.row}")
     print(verdict(args.candidate, args.incumbent, acc, secs))
 
 
@@ -121,8 +122,8 @@ def verdict(candidate: str, incumbent: str, acc: dict, secs: dict) -> str:
                 else "no interval")
     return (f"{candidate} - {incumbent}: {mean:+.2f} points, SE {se:.2f}, {interval} "
             f"({n} folds); adopt: {'yes' if adopt else 'no'}; validate "
-            f"{secs[candidate] / n:.1f} s against {secs[incumbent] / n:.1f} s per fold (the "
-            "whole command)")
+            f"{secs[candidate] / n:.1f} s against {secs[incumbent] / n:.1f} s per fold (each "
+            "validate command whole, as timed when the fold was scored)")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,21 @@ def test_folds_7_to_9_never_select(tmp_path):
     assert tta_check.run_parts(run)[0] == 8
     with pytest.raises(SystemExit, match="no finished run on folds 0-6"):
         tta_check.main([str(tmp_path)])
+
+
+def test_a_record_that_is_not_the_fits_evaluation_is_shown_and_left_out(tmp_path, capsys):
+    # two runs with saved scores and no checkpoint; fold 1's record is from another fit
+    for fold, recorded, flip, candidate in ((0, 0.5, 0.5, 0.75), (1, 0.625, 0.5, 0.25)):
+        run = tmp_path / f"fold{fold}-seed0"
+        run.mkdir()
+        (run / "result.json").write_text(f'{{"final_val_acc": {recorded}}}')
+        (run / "inputs.json").write_text(f'{{"args": ["--data.val_fold={fold}"]}}')
+        (run / tta_check.RECORD).write_text(
+            f'{{"fold": {fold}, "acc": {{"flip": {flip}, "flip_translate": {candidate}}}, '
+            '"seconds": {"flip": 1.0, "flip_translate": 2.0}}')
+    tta_check.main([str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("fold 0 (fold0-seed0): flip 50.00 %, flip_translate 75.00 % "
+                      f"(from {tta_check.RECORD})")
+    assert out[1].endswith("(recorded 62.50 %: NOT the fit's evaluation, left out)")
+    assert out[2].startswith("flip_translate - flip: +25.00 points, SE nan, no interval (1 folds)")
