@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from study_records import result_record
 from tiny_run import TINY_NET
 
 from cifar_moe.cli.study import main
-from cifar_moe.runs.study import child, lock
+from cifar_moe.runs.study import child, lock, runner
 from cifar_moe.runs.study.plan import plan
 from cifar_moe.runs.study.spec import load_study
 
@@ -77,10 +76,18 @@ def test_a_held_run_folder_is_waited_for_then_run(synthetic_data_dir, tmp_path, 
 
     monkeypatch.setattr(child, "execute", stand_in)
     released = []
-    timer = threading.Timer(1.0, lambda: (released.append(time.monotonic()), holder.close()))
-    timer.start()
+
+    def held_until_waited_for(lock_path, folder, wait_s=None, on_wait=None):
+        # the old child lets go only once the study has said it waits (a timer raced a
+        # study that, under load, started after the timer had already let go)
+        def told():
+            on_wait()
+            released.append(time.monotonic())
+            holder.close()
+        return lock.hold_run_folder(lock_path, folder, wait_s, told)
+
+    monkeypatch.setattr(runner, "hold_run_folder", held_until_waited_for)
     assert main([str(path)]) == 0
-    timer.join()
     assert started and started[0] >= released[0]  # only once the old child let go
     assert "waiting for" in capsys.readouterr().out
     assert not (run.folder / "last.ckpt").exists()
