@@ -42,8 +42,9 @@ def fraction(study) -> float:
     return values[-1] if values else 1.0
 
 
-def point(study, keys: set, primary: str, reference: str) -> dict:
-    """One fraction: each row's mean, and the paired difference over ``keys`` run by both."""
+def point(study, share: float, keys: set, primary: str, reference: str) -> dict:
+    """One fraction (``share`` of the data): each row's mean, and the paired difference over
+    ``keys`` run by both."""
     rows = {row["name"]: row for row in collect(study)["rows"]}
     mine, ref = (metric_values(rows[name]["runs"], METRIC) for name in (primary, reference))
     mine = {k: v for k, v in mine.items() if k in keys and k in ref}
@@ -52,7 +53,7 @@ def point(study, keys: set, primary: str, reference: str) -> dict:
     floor = difference_floor(rows[primary]["runs"], rows[reference]["runs"], list(mine), METRIC)
     halves = [h for h in (diff["half_width"], floor and floor["half_width"]) if h is not None]
     half = max(halves) if halves else None
-    return {"fraction": fraction(study), "n": diff["n"], "mean": diff["mean"],
+    return {"fraction": share, "n": diff["n"], "mean": diff["mean"],
             "half": half, "per_pair": {k: mine[k] - ref[k] for k in mine},
             "primary_acc": stats.mean_ci(list(mine.values()))["mean"],
             "reference_acc": stats.mean_ci(list(ref.values()))["mean"]}
@@ -99,7 +100,8 @@ def main(argv=None) -> None:
         sys.exit(f"give one study per training fraction, at least two (got fractions "
                  f"{', '.join(f'{f:g}' for f in fractions)})")
     keys = set.intersection(*({(run.fold, run.seed) for run in plan(s)} for s in studies))
-    points = sorted((point(s, keys, first.primary, first.reference) for s in studies),
+    points = sorted((point(s, f, keys, first.primary, first.reference)
+                     for s, f in zip(studies, fractions, strict=True)),
                     key=lambda p: p["fraction"])
     for p in points:
         print(line(p, first.primary, first.reference))
