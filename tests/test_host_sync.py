@@ -12,6 +12,7 @@ parameters when it is built).
 
 import traceback
 from contextlib import ExitStack
+from pathlib import Path
 from unittest import mock
 
 import lightning as L
@@ -20,6 +21,8 @@ import torch
 
 from cifar_moe.cli.main import cli_main
 from cifar_moe.training.train_totals import logs_this_step
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 READ_BACKS = ("item", "cpu", "tolist", "numpy", "__array__", "__bool__", "__float__",
               "__int__", "__index__")
@@ -74,9 +77,9 @@ class ReadBackCounter(L.Callback):
         self._stop()
 
 
-def _fit(tiny_fit_args, *extra: str) -> ReadBackCounter:
+def _fit(base_args: list[str], *extra: str) -> ReadBackCounter:
     device = ["--trainer.accelerator=gpu"] if torch.cuda.is_available() else []
-    cli = cli_main([*tiny_fit_args(), *device, "--trainer.limit_train_batches=9",
+    cli = cli_main([*base_args, *device, "--trainer.limit_train_batches=9",
                     "--trainer.log_every_n_steps=4", "--trainer.enable_progress_bar=true",
                     "--routing.on_train=true", *extra], run=False)
     counter = ReadBackCounter()
@@ -93,12 +96,23 @@ def _fit(tiny_fit_args, *extra: str) -> ReadBackCounter:
      "--model.net.init_args.router_aux_weight=0.01", "--model.net.init_args.block=residual"),
 ], ids=["quickstart", "focal_mixing_aux_residual"])
 def test_training_steps_between_logging_steps_read_nothing_back(tiny_fit_args, extra):
-    counter = _fit(tiny_fit_args, *extra)
+    counter = _fit(tiny_fit_args(), *extra)
     assert len(counter.per_step) == 6  # 9 steps, less the first and the 4th and 8th (logging)
     assert {step: calls for step, calls in counter.per_step.items() if calls} == {}
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_the_slice_recipe_with_its_own_settings_reads_nothing_back(real_data_dir, tmp_path):
+    # configs/slice.yaml as users run it: its network, batch 128, whole-batch augmentation on
+    # the device path, bf16 autocast, the whitening stem, flip TTA; only the length is cut
+    counter = _fit(["--config", str(CONFIGS / "slice.yaml"), f"--data.data_dir={real_data_dir}",
+                    f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=1",
+                    "--trainer.limit_val_batches=2"])
+    assert len(counter.per_step) == 6
+    assert {step: calls for step, calls in counter.per_step.items() if calls} == {}
+
+
 def test_the_counter_sees_a_read_back(tiny_fit_args, monkeypatch):
     """The check itself: a training step that calls ``.item()`` is caught."""
     from cifar_moe.training.module import LitClassifier
@@ -110,6 +124,6 @@ def test_the_counter_sees_a_read_back(tiny_fit_args, monkeypatch):
         out["loss"].item()
         return out
     monkeypatch.setattr(LitClassifier, "training_step", reading_step)
-    counter = _fit(tiny_fit_args)
+    counter = _fit(tiny_fit_args())
     calls = [c for calls in counter.per_step.values() for c in calls]
     assert calls and all(c.startswith("item at ") and "test_host_sync.py" in c for c in calls)
