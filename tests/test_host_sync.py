@@ -102,7 +102,6 @@ def test_training_steps_between_logging_steps_read_nothing_back(tiny_fit_args, e
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_the_slice_recipe_with_its_own_settings_reads_nothing_back(real_data_dir, tmp_path):
     # configs/slice.yaml as users run it: its network, batch 128, whole-batch augmentation on
     # the device path, bf16 autocast, the whitening stem, flip TTA; only the length is cut
@@ -113,6 +112,7 @@ def test_the_slice_recipe_with_its_own_settings_reads_nothing_back(real_data_dir
     assert {step: calls for step, calls in counter.per_step.items() if calls} == {}
 
 
+@pytest.mark.slow
 def test_the_counter_sees_a_read_back(tiny_fit_args, monkeypatch):
     """The check itself: a training step that calls ``.item()`` is caught."""
     from cifar_moe.training.module import LitClassifier
