@@ -18,9 +18,9 @@ Descriptive: no test, no correction. The test images are never read.
 
 import argparse
 import sys
-from itertools import pairwise
 from pathlib import Path
 
+from cifar_moe.core.cli_args import arg_values
 from cifar_moe.runs.study import stats
 from cifar_moe.runs.study.compare import difference_floor, metric_values
 from cifar_moe.runs.study.plan import plan
@@ -37,9 +37,8 @@ def fraction(study) -> float:
             sys.exit(f"{study.path}: row {row.name} sets its own data.train_fraction; a curve "
                      "point is one fraction for every row (put it in the study's args)")
     args = [*study.data_args(), *study.args]
-    values = [float(a.split("=", 1)[1]) for a in args if a.startswith("--data.train_fraction=")]
-    values += [float(b) for a, b in pairwise(args) if a == "--data.train_fraction"]
-    return values[-1] if values else 1.0
+    values = arg_values(args, "data.train_fraction")
+    return float(values[-1]) if values else 1.0
 
 
 def point(study, share: float, keys: set, primary: str, reference: str) -> dict:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from cifar_moe.cli.main import cli_main
+from cifar_moe.core.cli_args import arg_values
 from cifar_moe.runs.study.stats import paired_difference
 from cifar_moe.training.tta import TTA_MODES
 
@@ -40,12 +41,12 @@ def run_parts(run: Path) -> tuple[int, float, Path, Path] | None:
     if not result.is_file() or not (run / "inputs.json").is_file():
         return None
     args = json.loads((run / "inputs.json").read_text())["args"]
-    folds = [int(a.split("=", 1)[1]) for a in args if a.startswith("--data.val_fold=")]
+    folds = [int(value) for value in arg_values(args, "data.val_fold")]
     if not folds:
         return None
     recorded = json.loads(result.read_text())["final_val_acc"]
     fit_dir = fit[-1] if fit else run / "missing"
-    return folds[0], recorded, fit_dir / "config.yaml", fit_dir / "checkpoints/last.ckpt"
+    return folds[-1], recorded, fit_dir / "config.yaml", fit_dir / "checkpoints/last.ckpt"
 
 
 def saved_scores(run: Path) -> dict:

@@ -169,6 +169,16 @@ def test_mixing_switches_off_at_epoch():
     assert not BatchMixer(C).active(0)  # nothing configured: never mixes
 
 
+def test_a_run_shorter_than_the_mixing_window_gets_one_line():
+    mixer = BatchMixer(C, mixup_alpha=0.1, until_epoch=25)
+    assert mixer.schedule_warning(10) == (
+        "model.mix_until_epoch (25) is beyond trainer.max_epochs (10): "
+        "mixing never switches off in this run")
+    assert mixer.schedule_warning(25) is None  # epochs 0-24 mixed, then the run ends
+    assert mixer.schedule_warning(-1) is None  # -1: no epoch limit
+    assert BatchMixer(C, mixup_alpha=0.1).schedule_warning(10) is None
+
+
 def test_cutmix_lambda_is_pasted_area_fraction():
     torch.manual_seed(0)
     images = torch.zeros(8, 3, 32, 32)

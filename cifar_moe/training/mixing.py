@@ -57,6 +57,14 @@ class BatchMixer:
         """Whether batches of this epoch are mixed."""
         return self.enabled and (self.until_epoch is None or epoch < self.until_epoch)
 
+    def schedule_warning(self, max_epochs: int | None) -> str | None:
+        """A line for a run that ends before ``until_epoch``, else None."""
+        until = self.until_epoch
+        if until is None or max_epochs is None or not 0 <= max_epochs < until:
+            return None
+        return (f"model.mix_until_epoch ({until}) is beyond trainer.max_epochs ({max_epochs}): "
+                "mixing never switches off in this run")
+
     def _lambdas(self, device: torch.device) -> Tensor:
         """(2,) draws: lambda for mixup and for cutmix, one op on the device."""
         if device not in self._beta:  # built once per device: no copy per step

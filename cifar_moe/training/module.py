@@ -208,10 +208,8 @@ class LitClassifier(L.LightningModule):
                      prog_bar=name in ("train/loss", "train/acc"))
 
     def on_fit_start(self) -> None:
-        until, max_epochs = self.mixer.until_epoch, self.trainer.max_epochs
-        if until is not None and max_epochs is not None and 0 <= max_epochs < until:
-            rank_zero_warn(f"model.mix_until_epoch ({until}) is beyond trainer.max_epochs "
-                           f"({max_epochs}): mixing never switches off in this run")
+        if warning := self.mixer.schedule_warning(self.trainer.max_epochs):
+            rank_zero_warn(warning)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Mixing draws, dropout masks and the next epoch's shuffle come from these

@@ -1,0 +1,18 @@
+"""Reading one setting back out of a command line that was written for the CLI (a study's
+``args``, a run's recorded ``inputs.json``), in either form jsonargparse accepts."""
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+
+def arg_values(args: Sequence[str], name: str) -> list[str]:
+    """Every value given to ``--<name>`` in ``args``, in order, whether written
+    ``--name=value`` or ``--name value``; the last one is the one a parser keeps."""
+    flag = f"--{name}"
+    values = []
+    for arg, following in pairwise([*args, None]):
+        if arg.startswith(f"{flag}="):
+            values.append(arg.split("=", 1)[1])
+        elif arg == flag and following is not None:
+            values.append(following)
+    return values

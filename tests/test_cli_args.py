@@ -1,0 +1,21 @@
+"""Unit: reading a setting back out of a written command line (core/cli_args.py)."""
+
+from cifar_moe.core.cli_args import arg_values
+
+
+def test_both_forms_in_order_and_a_longer_name_is_another_setting():
+    args = ["fit", "--data.val_fold=3", "--data.val_folds=9", "--data.val_fold", "4",
+            "--trainer.max_epochs=2"]
+    assert arg_values(args, "data.val_fold") == ["3", "4"]
+    assert arg_values(args, "data.val_folds") == ["9"]
+    assert arg_values(args, "trainer.max_epochs") == ["2"]
+
+
+def test_a_flag_without_its_value_and_an_absent_one_give_nothing():
+    assert arg_values(["--data.val_fold"], "data.val_fold") == []
+    assert arg_values(["--data.batch_size=8"], "data.val_fold") == []
+    assert arg_values([], "data.val_fold") == []
+
+
+def test_a_value_with_an_equals_sign_is_kept_whole():
+    assert arg_values(["--model.net.init_args.name=a=b"], "model.net.init_args.name") == ["a=b"]
