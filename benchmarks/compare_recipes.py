@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
              "candidate": [candidate[s] for s in seeds]}
     for name, fits in pairs.items():
         first = fits[0]["settings"]
-        print(f"{name}: {first['config']} at {first['epochs']} epochs, minutes per fit "
+        extra = "".join(f" --{a}" for a in first.get("template_args") or [])
+        print(f"{name}: {first['config']}{extra} at {first['epochs']} epochs, minutes per fit "
               + ", ".join(f"{f['wall_s'] / 60:.1f}" for f in fits))
     print(means_line(pairs))
     accs = {name: [f["val_acc"] for f in fits] for name, fits in pairs.items()}
