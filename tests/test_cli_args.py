@@ -1,6 +1,6 @@
 """Unit: reading a setting back out of a written command line (core/cli_args.py)."""
 
-from cifar_moe.core.cli_args import arg_values
+from cifar_moe.core.cli_args import arg_values, sets
 
 
 def test_both_forms_in_order_and_a_longer_name_is_another_setting():
@@ -19,3 +19,9 @@ def test_a_flag_without_its_value_and_an_absent_one_give_nothing():
 
 def test_a_value_with_an_equals_sign_is_kept_whole():
     assert arg_values(["--model.net.init_args.name=a=b"], "model.net.init_args.name") == ["a=b"]
+
+
+def test_a_flag_is_set_with_or_without_its_value_and_a_longer_name_is_not_it():
+    assert sets(["--data.val_fold"], "data.val_fold")  # the value missing: still given
+    assert sets(["--data.val_fold=3"], "data.val_fold")
+    assert not sets(["--data.val_folds=3", "--data.batch_size=8"], "data.val_fold")

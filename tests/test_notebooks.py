@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom, offline, on small data (CIFAR_MOE_FAST=1)."""
+"""The notebooks run top to bottom, offline, as a user opens them: the CPU default (8 batches
+per epoch) on the real slice, or on a generated folder where the slice is absent."""
 
 import json
 from pathlib import Path
@@ -40,7 +41,6 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     """What a user gets: started from notebooks/ in a fresh checkout layout, with no runs
     yet, on the CPU default (no fast or full switch, no GPU). How long it takes is the
     README's measured figure, not asserted here: speed is a benchmark's, not a test's."""
-    monkeypatch.delenv("CIFAR_MOE_FAST", raising=False)
     monkeypatch.delenv("CIFAR_MOE_FULL", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU default, even on a GPU machine
     (tmp_path / "notebooks").mkdir()
@@ -82,7 +82,6 @@ def test_analysis_notebook_on_runs_made_from_the_repo_root(synthetic_data_dir, t
               "--allow_untrained=true"])
     _write_study_results(tmp_path / "lightning_logs" / "studies" / "slice")
 
-    monkeypatch.setenv("CIFAR_MOE_FAST", "1")
     nb = _run_notebook(NOTEBOOKS[1], tmp_path / "notebooks")
     text = _text(nb)
     run = Path(best).parents[1].relative_to(tmp_path)  # lightning_logs/quickstart/seed0-1

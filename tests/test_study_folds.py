@@ -70,6 +70,8 @@ BAD = {
     "val_fold in data": ({"data": {"val_fold": 2}}, "data val_fold: each run gets its fold"),
     "val_fold in row args": ({"row_args": ["--data.val_fold=3"]},
                              "rows[0] args: each run gets --data.val_fold from folds"),
+    "val_fold flag without its value": ({"row_args": ["--data.val_fold"]},
+                                        "rows[0] args: each run gets --data.val_fold from folds"),
     "unknown metric": ({"metric": "val_loss"}, "metric: 'val_loss' is not one of "
                        "final_val_acc, best_val_acc, test_acc"),
     "unknown reference": ({"reference": "nope"}, "reference: 'nope' is not a row; use one "

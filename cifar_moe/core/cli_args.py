@@ -16,3 +16,10 @@ def arg_values(args: Sequence[str], name: str) -> list[str]:
         elif arg == flag and following is not None:
             values.append(following)
     return values
+
+
+def sets(args: Sequence[str], name: str) -> bool:
+    """Whether ``args`` give ``--<name>`` in any form, a value or not (a refusal must catch
+    the flag even where its value is missing)."""
+    flag = f"--{name}"
+    return any(arg == flag or arg.startswith(f"{flag}=") for arg in args)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cifar_moe.core.cli_args import arg_values
+from cifar_moe.core.cli_args import sets
 from cifar_moe.core.errors import UserError
 from cifar_moe.core.yaml_files import read_yaml_mapping
 from cifar_moe.data.folds import NUM_FOLDS
@@ -233,7 +233,7 @@ def _row(item, seeds: list[int], folds: list[int] | None, num_folds: int, where:
     row_seeds = _seeds(item["seeds"], f"{where} seeds") if "seeds" in item else seeds
     row_folds = _folds(item["folds"], num_folds, f"{where} folds") if "folds" in item else folds
     args = _args(item.get("args", []), f"{where} args")
-    if row_folds is not None and arg_values(args, "data.val_fold"):
+    if row_folds is not None and sets(args, "data.val_fold"):
         raise UserError(f"{where} args: each run gets --data.val_fold from folds; remove it")
     return Row(name, slugify(name), paths, args, row_seeds, row_folds)
 
