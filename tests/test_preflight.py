@@ -87,6 +87,8 @@ BEFORE_TRAINING = {  # case: (extra arguments given the tmp_path, text the line 
                               "init_args.hold is 1.0"),
     "unknown scheduler key": (lambda t: ["--model.scheduler.init_args.max_lrr=3"], "'max_lrr'"),
     "empty config": (lambda t: [f"--config={t / 'empty.yaml'}"], "empty.yaml is empty"),
+    "empty config, value as its own word": (lambda t: ["--config", str(t / "empty.yaml")],
+                                            "empty.yaml is empty"),
     "broken YAML config": (lambda t: [f"--config={t / 'broken.yaml'}"],
                            "broken.yaml is not valid YAML at line 2"),
     "binary config": (lambda t: [f"--config={t / 'binary.yaml'}"], "binary.yaml is not a text"),

@@ -5,6 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cifar_moe.core.cli_args import arg_values
 from cifar_moe.core.constants import SELECT_METRIC
 from cifar_moe.core.errors import UserError
 from cifar_moe.training.losses import check_loss_settings
@@ -127,9 +128,7 @@ def trainer_problem(err: Exception, trainer_config) -> UserError:
 def check_config_files(argv: list[str]) -> None:
     """An empty, broken or non-mapping ``--config`` file: one line naming it (the parser says
     only 'Unexpected config')."""
-    paths = [a.split("=", 1)[1] for a in argv if str(a).startswith("--config=")]
-    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
-    for path in map(Path, paths):
+    for path in map(Path, arg_values([str(a) for a in argv], "config")):
         if not path.is_file():
             continue  # the parser names a missing file itself
         content = _read_config(path)
