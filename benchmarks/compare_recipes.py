@@ -20,6 +20,7 @@ from peer_stats import mean_sd, means_line, paired_line
 
 MIN_PAIRS = 5
 SELECTION_FOLDS = range(7)
+FUTILITY_CAP = 5.0  # points: the largest mean gain a plan may hope for on its missing pairs
 
 
 def read_fits(folder: Path) -> dict[int, dict]:
@@ -44,13 +45,35 @@ def mixed_settings(fits: dict[int, dict]) -> str | None:
     return None
 
 
+def passes(diffs: list[float]) -> bool:
+    """The protocol's rule: mean gain above twice its standard error (enough pairs aside)."""
+    mean, sd = mean_sd(diffs)
+    return mean > 2 * sd / len(diffs) ** 0.5
+
+
+def smallest_passing_gain(diffs: list[float], cap: float = FUTILITY_CAP) -> float | None:
+    """The smallest equal gain (points, 0.01 steps, at most ``cap``) that the pairs still
+    missing from MIN_PAIRS would need for all of them to pass; None if none does. For a
+    given mean of the missing pairs, equal values give the smallest standard error, so
+    None means no values with a mean up to ``cap`` pass: the futility stop of a plan
+    (docs/studies/selection/trivial_augment.md). Not monotone: a huge gain on few pairs
+    widens the SE faster than it lifts the mean."""
+    missing = MIN_PAIRS - len(diffs)
+    steps = range(round(-100 * cap), round(100 * cap) + 1)
+    return next((g / 100 for g in steps if passes(diffs + [g / 100] * missing)), None)
+
+
 def verdict(diffs: list[float]) -> str:
     """The protocol's rule on paired differences (candidate - incumbent, in points)."""
     if len(diffs) < MIN_PAIRS:
-        return f"not decided: {len(diffs)} pairs, the protocol needs at least {MIN_PAIRS}"
+        need = smallest_passing_gain(diffs)
+        hope = (f"no mean gain up to {FUTILITY_CAP:+.1f} points on the missing pairs passes"
+                if need is None else f"passes only if each missing pair gains >= {need:+.2f}")
+        return (f"not decided: {len(diffs)} pairs, the protocol needs at least {MIN_PAIRS}; "
+                + hope)
     mean, sd = mean_sd(diffs)
     se = sd / len(diffs) ** 0.5
-    passed = mean > 2 * se
+    passed = passes(diffs)
     return (f"{'ADOPT' if passed else 'keep the incumbent'}: mean gain {mean:+.2f} points "
             f"{'>' if passed else '<='} 2 SE = {2 * se:.2f} over {len(diffs)} pairs")
 

@@ -43,7 +43,27 @@ def test_a_noisy_gain_keeps_the_incumbent(tmp_path, capsys):
 
 def test_fewer_than_five_pairs_decide_nothing(tmp_path, capsys):
     lines = run(tmp_path, [0.70] * 4, [0.90] * 4, capsys)
-    assert lines[-1] == "not decided: 4 pairs, the protocol needs at least 5"
+    assert lines[-1].startswith("not decided: 4 pairs, the protocol needs at least 5; ")
+
+
+def test_the_gain_still_needed_matches_a_hand_calculation():
+    # +1.0, +1.2, +0.9 then -0.11 twice: mean 0.576 > 2 SE 0.569 (passes); with -0.12
+    # twice: mean 0.572 <= 2 SE 0.573 (fails). So -0.11 is the smallest passing gain.
+    assert compare_recipes.smallest_passing_gain([1.0, 1.2, 0.9]) == -0.11
+    assert compare_recipes.verdict([1.0, 1.2, 0.9]).endswith(
+        "passes only if each missing pair gains >= -0.11")
+
+
+def test_futility_is_reported_when_no_hoped_for_gain_can_pass():
+    # Cutout's first three pairs: a gain up to +5 on both missing pairs cannot pass
+    # (at +5 each: mean +1.38, 2 SE 3.18; larger equal gains on two pairs never pass).
+    assert compare_recipes.smallest_passing_gain([0.8, -2.9, -1.0]) is None
+    assert compare_recipes.verdict([0.8, -2.9, -1.0]).endswith(
+        "no mean gain up to +5.0 points on the missing pairs passes")
+    # two pairs at -3 with three missing: +50 each passes (mean 28.8 > 2 SE 26.0), so
+    # there the cap decides
+    assert compare_recipes.smallest_passing_gain([-3.0, -3.0]) is None
+    assert 20 < compare_recipes.smallest_passing_gain([-3.0, -3.0], cap=60.0) < 50
 
 
 def test_a_fit_on_another_fold_is_refused(tmp_path, capsys):
