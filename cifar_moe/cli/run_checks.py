@@ -13,6 +13,7 @@ import typing
 from lightning import Trainer
 from lightning.pytorch.callbacks import ProgressBar
 
+from cifar_moe.core.cli_args import sets
 from cifar_moe.core.errors import UserError
 from cifar_moe.core.private_api import epoch_from_one_bar
 from cifar_moe.data.download import env_data_dir
@@ -36,11 +37,12 @@ def with_epoch_bar(trainer_config) -> list | None:
 
 
 def apply_data_env(config, argv) -> None:
-    """``$CIFAR_MOE_DATA`` replaces the configs' ``data.data_dir``; a ``--data.data_dir`` on
-    the command line still wins (it is the most explicit)."""
+    """``$CIFAR_MOE_DATA`` replaces the configs' ``data.data_dir``; a ``--data.data_dir`` or a
+    whole ``--data`` section on the command line still wins (it is the most explicit), in
+    either form the parser takes (``--data=FILE`` or ``--data FILE``)."""
     value = env_data_dir()
-    given = isinstance(argv, list) and any(str(a).startswith(("--data.data_dir", "--data="))
-                                           for a in argv)
+    args = [str(a) for a in argv] if isinstance(argv, list) else []
+    given = sets(args, "data.data_dir") or sets(args, "data")
     if value and not given and config.get("data") is not None:
         config.data.data_dir = value
 
