@@ -158,6 +158,27 @@ def _start(study: Study, rows: list[Row] | None, folds: list[int] | None,
     return runs, todo
 
 
+def _in_pool(one, todo: list[Run], runs: list[Run], jobs: int, in_flight: dict) -> None:
+    """``one(index, run)`` for each run to do, ``jobs`` at a time; on SIGTERM the running
+    children are stopped and :class:`child.Stopped` says which runs it interrupted."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in [pool.submit(one, i, run) for i, run in enumerate(todo, 1)]:
+            future.result()
+    except child.Stopped as stop:
+        stop.in_flight = list(in_flight.values())  # before the children end and leave the list
+        stop.done = sum((run.folder / RESULT).is_file() for run in runs)
+        stop.total = len(runs)
+        child.stop_children()
+        raise
+    except KeyboardInterrupt:  # local children got the terminal's SIGINT; jobs did not
+        child.cancel_jobs()
+        raise
+    finally:
+        # On Ctrl-C start nothing new; the running children got the same SIGINT.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_study(study: Study, jobs: int = 1, rows: list[Row] | None = None,
               folds: list[int] | None = None, launcher=None) -> int:
     """Run what is not done yet of ``rows`` (default: all) on ``folds`` (default: all),
@@ -184,22 +205,8 @@ def run_study(study: Study, jobs: int = 1, rows: list[Row] | None = None,
             failed.extend([run] if error else [])
             print(f"{label}: {_describe(study, run, error)}", flush=True)
 
-    start, pool = time.perf_counter(), ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for future in [pool.submit(one, i, run) for i, run in enumerate(todo, 1)]:
-            future.result()
-    except child.Stopped as stop:
-        stop.in_flight = list(in_flight.values())  # before the children end and leave the list
-        stop.done = sum((run.folder / RESULT).is_file() for run in runs)
-        stop.total = len(runs)
-        child.stop_children()
-        raise
-    except KeyboardInterrupt:  # local children got the terminal's SIGINT; jobs did not
-        child.cancel_jobs()
-        raise
-    finally:
-        # On Ctrl-C start nothing new; the running children got the same SIGINT.
-        pool.shutdown(wait=True, cancel_futures=True)
+    start = time.perf_counter()
+    _in_pool(one, todo, runs, jobs, in_flight)
     # The study's budget is wall time: this line measures it (for the runs it ran).
     print(f"ran {total} run{'s' * (total != 1)} in {(time.perf_counter() - start) / 60:.1f} min "
           f"({jobs} at a time)", flush=True)
