@@ -51,24 +51,29 @@ def passes(diffs: list[float]) -> bool:
     return mean > 2 * sd / len(diffs) ** 0.5
 
 
-def smallest_passing_gain(diffs: list[float], cap: float = FUTILITY_CAP) -> float | None:
-    """The smallest equal gain (points, 0.01 steps, at most ``cap``) that the pairs still
-    missing from MIN_PAIRS would need for all of them to pass; None if none does. For a
+def passing_gains(diffs: list[float], cap: float = FUTILITY_CAP) -> tuple[float, float] | None:
+    """(lowest, highest) mean gain, in points and 0.01 steps within +/- ``cap``, that the
+    pairs still missing from MIN_PAIRS could have for all of them to pass; None if none
+    can: the futility stop of a plan (docs/studies/selection/trivial_augment.md). For a
     given mean of the missing pairs, equal values give the smallest standard error, so
-    None means no values with a mean up to ``cap`` pass: the futility stop of a plan
-    (docs/studies/selection/trivial_augment.md). Not monotone: a huge gain on few pairs
-    widens the SE faster than it lifts the mean."""
+    trying equal values is enough. The passing means form one range, bounded above too
+    when 3 or 4 pairs exist: a large gain on few pairs widens the SE faster than it lifts
+    the mean."""
     missing = MIN_PAIRS - len(diffs)
+    if missing <= 0:
+        raise ValueError(f"{len(diffs)} pairs: nothing is missing; use the rule itself")
     steps = range(round(-100 * cap), round(100 * cap) + 1)
-    return next((g / 100 for g in steps if passes(diffs + [g / 100] * missing)), None)
+    gains = [g / 100 for g in steps if passes(diffs + [g / 100] * missing)]
+    return (gains[0], gains[-1]) if gains else None
 
 
 def verdict(diffs: list[float]) -> str:
     """The protocol's rule on paired differences (candidate - incumbent, in points)."""
     if len(diffs) < MIN_PAIRS:
-        need = smallest_passing_gain(diffs)
+        gains = passing_gains(diffs)
         hope = (f"no mean gain up to {FUTILITY_CAP:+.1f} points on the missing pairs passes"
-                if need is None else f"passes only if each missing pair gains >= {need:+.2f}")
+                if gains is None else "passes only if the missing pairs' mean gain is in "
+                f"[{gains[0]:+.2f}, {gains[1]:+.2f}] (searched within +/-{FUTILITY_CAP:.1f})")
         return (f"not decided: {len(diffs)} pairs, the protocol needs at least {MIN_PAIRS}; "
                 + hope)
     mean, sd = mean_sd(diffs)

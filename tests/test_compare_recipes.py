@@ -48,22 +48,31 @@ def test_fewer_than_five_pairs_decide_nothing(tmp_path, capsys):
 
 def test_the_gain_still_needed_matches_a_hand_calculation():
     # +1.0, +1.2, +0.9 then -0.11 twice: mean 0.576 > 2 SE 0.569 (passes); with -0.12
-    # twice: mean 0.572 <= 2 SE 0.573 (fails). So -0.11 is the smallest passing gain.
-    assert compare_recipes.smallest_passing_gain([1.0, 1.2, 0.9]) == -0.11
-    assert compare_recipes.verdict([1.0, 1.2, 0.9]).endswith(
-        "passes only if each missing pair gains >= -0.11")
+    # twice: mean 0.572 <= 2 SE 0.573 (fails). So -0.11 is the lowest passing mean.
+    assert compare_recipes.passing_gains([1.0, 1.2, 0.9])[0] == -0.11
+    assert "mean gain is in [-0.11, " in compare_recipes.verdict([1.0, 1.2, 0.9])
+
+
+def test_the_passing_range_is_bounded_above_with_one_pair_missing():
+    # four pairs at +0.5: a fifth of +3.0 gives mean 1.00 = 2 SE 1.00 (fails, +2.99 passes),
+    # and +4 fails (mean 1.20 <= 2 SE 1.40): a bigger gain is not always better.
+    low, high = compare_recipes.passing_gains([0.5] * 4)
+    assert high == 2.99 and -0.4 < low < -0.3
+    assert not compare_recipes.passes([0.5] * 4 + [4.0])
+    with pytest.raises(ValueError, match="nothing is missing"):
+        compare_recipes.passing_gains([0.5] * 5)
 
 
 def test_futility_is_reported_when_no_hoped_for_gain_can_pass():
     # Cutout's first three pairs: a gain up to +5 on both missing pairs cannot pass
     # (at +5 each: mean +1.38, 2 SE 3.18; larger equal gains on two pairs never pass).
-    assert compare_recipes.smallest_passing_gain([0.8, -2.9, -1.0]) is None
+    assert compare_recipes.passing_gains([0.8, -2.9, -1.0]) is None
     assert compare_recipes.verdict([0.8, -2.9, -1.0]).endswith(
         "no mean gain up to +5.0 points on the missing pairs passes")
     # two pairs at -3 with three missing: +50 each passes (mean 28.8 > 2 SE 26.0), so
     # there the cap decides
-    assert compare_recipes.smallest_passing_gain([-3.0, -3.0]) is None
-    assert 20 < compare_recipes.smallest_passing_gain([-3.0, -3.0], cap=60.0) < 50
+    assert compare_recipes.passing_gains([-3.0, -3.0]) is None
+    assert 20 < compare_recipes.passing_gains([-3.0, -3.0], cap=60.0)[0] < 50
 
 
 def test_a_fit_on_another_fold_is_refused(tmp_path, capsys):
