@@ -41,7 +41,7 @@ def apply_data_env(config, argv) -> None:
     whole ``--data`` section on the command line still wins (it is the most explicit), in
     either form the parser takes (``--data=FILE`` or ``--data FILE``)."""
     value = env_data_dir()
-    args = [str(a) for a in argv] if isinstance(argv, list) else []
+    args = argv if isinstance(argv, list) else []
     given = sets(args, "data.data_dir") or sets(args, "data")
     if value and not given and config.get("data") is not None:
         config.data.data_dir = value

@@ -3,14 +3,15 @@
 
 from collections.abc import Sequence
 from itertools import pairwise
+from os import PathLike
 
 
-def arg_values(args: Sequence[str], name: str) -> list[str]:
+def arg_values(args: Sequence[str | PathLike], name: str) -> list[str]:
     """Every value given to ``--<name>`` in ``args``, in order, whether written
     ``--name=value`` or ``--name value``; the last one is the one a parser keeps."""
     flag = f"--{name}"
     values = []
-    for arg, following in pairwise([*args, None]):
+    for arg, following in pairwise([*map(str, args), None]):  # argv may hold Paths
         if arg.startswith(f"{flag}="):
             values.append(arg.split("=", 1)[1])
         elif arg == flag and following is not None:
@@ -18,8 +19,8 @@ def arg_values(args: Sequence[str], name: str) -> list[str]:
     return values
 
 
-def sets(args: Sequence[str], name: str) -> bool:
+def sets(args: Sequence[str | PathLike], name: str) -> bool:
     """Whether ``args`` give ``--<name>`` in any form, a value or not (a refusal must catch
     the flag even where its value is missing)."""
     flag = f"--{name}"
-    return any(arg == flag or arg.startswith(f"{flag}=") for arg in args)
+    return any(arg == flag or arg.startswith(f"{flag}=") for arg in map(str, args))

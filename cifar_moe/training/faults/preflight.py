@@ -128,7 +128,7 @@ def trainer_problem(err: Exception, trainer_config) -> UserError:
 def check_config_files(argv: list[str]) -> None:
     """An empty, broken or non-mapping ``--config`` file: one line naming it (the parser says
     only 'Unexpected config')."""
-    for path in map(Path, arg_values([str(a) for a in argv], "config")):
+    for path in map(Path, arg_values(argv, "config")):
         if not path.is_file():
             continue  # the parser names a missing file itself
         content = _read_config(path)
