@@ -133,8 +133,8 @@ def run_template(args, config: Path, seed: int, epochs: int, extra: tuple = ()) 
         cli = cli_main(cli_args)
         val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
         wall = time.perf_counter() - start
-        # The routed blocks' health after the fit (issue 33: dead_fraction 0, balance >=
-        # 0.9, mutual_info >= 0.05), as this validation logged it.
+        # The routed blocks' health after the fit, as this validation logged it
+        # (compare_recipes.py holds it to issue 33's bar, analysis.routing.stats.HEALTH_BAR).
         routing = {k: float(v) for k, v in cli.trainer.callback_metrics.items()
                    if k.startswith("route/")}
         test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False) \

@@ -7,8 +7,10 @@
 
 Each folder holds ``template_seed<s>.json`` files (seed s holds out fold s). Fits are paired
 on (fold, seed); the candidate is adopted only if its mean gain over at least 5 pairs on
-distinct folds of 0-6 is larger than twice its standard error. Prints the paired line and
-the verdict; exits 0 whether or not the candidate passes (an answer, not an error).
+distinct folds of 0-6 is larger than twice its standard error, and every routed block of
+every candidate fit ends above the health bar (``HEALTH_BAR``, from each fit's
+``detail.routing``). Prints the paired line, the health line and the verdict; exits 0
+whether or not the candidate passes (an answer, not an error).
 """
 
 import argparse
@@ -17,6 +19,8 @@ import sys
 from pathlib import Path
 
 from peer_stats import mean_sd, means_line, paired_line
+
+from cifar_moe.analysis.routing.stats import HEALTH_BAR
 
 MIN_PAIRS = 5
 SELECTION_FOLDS = range(7)
@@ -83,6 +87,21 @@ def verdict(diffs: list[float]) -> str:
             f"{'>' if passed else '<='} 2 SE = {2 * se:.2f} over {len(diffs)} pairs")
 
 
+def health(fits: dict[int, dict]) -> list[str]:
+    """'seed 2: block3 mutual_info 0.028' for each routed block of each fit below the bar;
+    a fit that recorded no routing (a static network, an older result) has none."""
+    return [f"seed {s}: {failure}" for s, fit in sorted(fits.items())
+            for failure in HEALTH_BAR.failures(fit.get("detail", {}).get("routing", {}))]
+
+
+def health_line(fits: dict[int, dict], failures: list[str]) -> str:
+    recorded = sum(bool(f.get("detail", {}).get("routing")) for f in fits.values())
+    head = f"candidate routing ({HEALTH_BAR}; {recorded} of {len(fits)} fits recorded it): "
+    if failures:
+        return head + "; ".join(failures) + " below the bar"
+    return head + ("every routed block healthy" if recorded else "nothing to check")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("incumbent", type=Path, help="folder of the incumbent's results")
@@ -114,7 +133,14 @@ def main(argv: list[str] | None = None) -> None:
     accs = {name: [f["val_acc"] for f in fits] for name, fits in pairs.items()}
     print(paired_line(accs["candidate"], accs["incumbent"], "candidate - incumbent"))
     pairs_of = zip(accs["candidate"], accs["incumbent"], strict=True)
-    print(verdict([100 * (c - i) for c, i in pairs_of]))
+    accuracy = verdict([100 * (c - i) for c, i in pairs_of])
+    failures = health(candidate)  # every fit: a failed bar anywhere rules adoption out
+    print(health_line(candidate, failures))
+    if failures and not accuracy.startswith("not decided"):
+        rule = "passes" if accuracy.startswith("ADOPT") else "fails"
+        accuracy = (f"keep the incumbent: routing below the health bar (the accuracy rule "
+                    f"alone {rule}: {accuracy.split(': ', 1)[1]})")
+    print(accuracy)
 
 
 if __name__ == "__main__":

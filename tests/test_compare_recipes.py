@@ -11,19 +11,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare_recipes
 
 
-def write_fits(folder: Path, accs: list[float], config: str, fold_of=lambda s: s) -> Path:
+def write_fits(folder: Path, accs: list[float], config: str, fold_of=lambda s: s,
+               routing_of=lambda s: {}) -> Path:
     folder.mkdir()
     for seed, acc in enumerate(accs):
         result = {"settings": {"trainer": "template", "seed": seed, "fold": fold_of(seed),
                                "epochs": 40, "config": config},
-                  "val_acc": acc, "test_acc": None, "wall_s": 600.0}
+                  "val_acc": acc, "test_acc": None, "wall_s": 600.0,
+                  "detail": {"routing": routing_of(seed)}}
         (folder / f"template_seed{seed}.json").write_text(json.dumps(result))
     return folder
 
 
-def run(tmp_path, incumbent, candidate, capsys, **kw) -> list[str]:
+def run(tmp_path, incumbent, candidate, capsys, routing_of=lambda s: {}, **kw) -> list[str]:
     a = write_fits(tmp_path / "a", incumbent, "configs/slice.yaml", **kw)
-    b = write_fits(tmp_path / "b", candidate, "configs/candidates/x.yaml")
+    b = write_fits(tmp_path / "b", candidate, "configs/candidates/x.yaml",
+                   routing_of=routing_of)
     compare_recipes.main([str(a), str(b)])
     return capsys.readouterr().out.splitlines()
 
@@ -32,7 +35,29 @@ def test_a_steady_gain_is_adopted(tmp_path, capsys):
     lines = run(tmp_path, [0.70, 0.72, 0.71, 0.73, 0.72], [0.80, 0.83, 0.81, 0.82, 0.84],
                 capsys)
     assert lines[-1].startswith("ADOPT: mean gain +10.40 points > 2 SE")
-    assert "(5 folds: +10.0, +11.0, +10.0, +9.0, +12.0)" in lines[-2]
+    assert "(5 folds: +10.0, +11.0, +10.0, +9.0, +12.0)" in lines[-3]
+
+
+def healthy(block: int, **low) -> dict[str, float]:
+    metrics = {"balance": 0.97, "mutual_info": 0.12, "dead_fraction": 0.0} | low
+    return {f"route/block{block}/{k}": v for k, v in metrics.items()} | {"route/tau": 1.0}
+
+
+def test_a_gain_with_one_block_below_the_health_bar_keeps_the_incumbent(tmp_path, capsys):
+    lines = run(tmp_path, [0.70, 0.72, 0.71, 0.73, 0.72], [0.80, 0.83, 0.81, 0.82, 0.84],
+                capsys, routing_of=lambda s: healthy(3, mutual_info=0.03 if s == 2 else 0.05)
+                | healthy(5))
+    assert lines[-2].endswith("5 of 5 fits recorded it): seed 2: block3 mutual_info 0.030 "
+                              "below the bar")
+    assert lines[-1] == ("keep the incumbent: routing below the health bar (the accuracy "
+                         "rule alone passes: mean gain +10.40 points > 2 SE = 1.02 over 5 "
+                         "pairs)")
+
+
+def test_the_health_line_says_when_no_fit_recorded_routing(tmp_path, capsys):
+    lines = run(tmp_path, [0.70] * 5, [0.80, 0.83, 0.81, 0.82, 0.84], capsys)
+    assert lines[-2].endswith("0 of 5 fits recorded it): nothing to check")
+    assert lines[-1].startswith("ADOPT")
 
 
 def test_a_noisy_gain_keeps_the_incumbent(tmp_path, capsys):

@@ -7,7 +7,7 @@ import torch
 from tiny_run import TINY_NET
 
 from cifar_moe.analysis.routing.analytics import RoutingAnalytics
-from cifar_moe.analysis.routing.stats import summarize
+from cifar_moe.analysis.routing.stats import HEALTH_BAR, summarize
 from cifar_moe.cli.main import cli_main
 from cifar_moe.models import MoENet, Router
 from cifar_moe.models.penalties import balance_penalty
@@ -163,3 +163,13 @@ def test_running_stats_equal_the_whole_batch_and_give_the_class_matrix():
     assert stats.summary() == pytest.approx(whole)
     expected = torch.stack([weights[labels == c].mean(dim=0) for c in range(3)])  # (C, K)
     torch.testing.assert_close(stats.class_matrix(), expected)
+
+
+def test_the_health_bar_names_each_block_metric_below_it():
+    uniform = summarize(torch.full((64, 2), 0.5))  # balanced, but the same for every image
+    logged = {f"route/block1/{k}": v for k, v in uniform.items()} | {
+        "route/block3/balance": 0.85, "route/block3/mutual_info": 0.05,  # 0.05 is on the bar
+        "route/block3/dead_fraction": 0.5, "route/tau": 0.01}
+    assert HEALTH_BAR.failures(logged) == [
+        "block1 mutual_info 0.000", "block3 balance 0.850", "block3 dead_fraction 0.500"]
+    assert str(HEALTH_BAR) == "dead_fraction 0, balance >= 0.9, mutual_info >= 0.05"

@@ -87,6 +87,38 @@ class RoutingStats:
         return self.class_weight_sum / self.class_count.clamp_min(1).unsqueeze(1)
 
 
+@dataclass(frozen=True)
+class HealthBar:
+    """The bar every routed block of a recipe must end above (issue 33): no dead expert,
+    experts used near-equally, and a choice that depends on the image."""
+
+    max_dead_fraction: float = 0.0
+    min_balance: float = 0.9
+    min_mutual_info: float = 0.05
+
+    def __str__(self) -> str:
+        dead = f"<= {self.max_dead_fraction:g}" if self.max_dead_fraction else "0"
+        return (f"dead_fraction {dead}, balance >= {self.min_balance:g}, "
+                f"mutual_info >= {self.min_mutual_info:g}")
+
+    def failures(self, logged: dict[str, float]) -> list[str]:
+        """'block3 mutual_info 0.028' for each metric below the bar, from logged
+        ``route/block<i>/<metric>`` values (what ``RoutingAnalytics`` logs)."""
+        low = {"dead_fraction": lambda v: v > self.max_dead_fraction,
+               "balance": lambda v: v < self.min_balance,
+               "mutual_info": lambda v: v < self.min_mutual_info}
+        out = []
+        for key, value in sorted(logged.items()):
+            parts = key.split("/")  # route/block3/mutual_info; route/tau has no block
+            if len(parts) == 3 and parts[0] == "route" and parts[2] in low \
+                    and low[parts[2]](value):
+                out.append(f"{parts[1]} {parts[2]} {value:.3f}")
+        return out
+
+
+HEALTH_BAR = HealthBar()
+
+
 def summarize(weights: Tensor) -> dict[str, float]:
     """The :meth:`RoutingStats.summary` metrics of one (N, K) weight matrix."""
     stats = RoutingStats(weights.shape[-1])
