@@ -19,6 +19,7 @@ under ``--out``; a rerun reuses those whose settings match. Epoch defaults come 
 import argparse
 import hashlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test", action="store_true", help="also score the test images once per fit")
     p.add_argument("--out", default=str(HERE / "peer_results"),
                    help="one JSON per finished fit (committed: a rerun anywhere resumes)")
+    p.add_argument("--keep-models", metavar="DIR", help="keep each template fit's final "
+                   "model and config in DIR, so that an adopted recipe's test scoring needs "
+                   "no new fits (benchmarks/score_kept.py)")
     p.add_argument("--trainers", choices=("both", "peer", "template"), default="both",
                    help="fit only one trainer (its results are kept for a later 'both' run)")
     p.add_argument("--ledger", default=str(LEDGER), help="the ledger each --test scoring is "
@@ -137,11 +141,20 @@ def run_template(args, config: Path, seed: int, epochs: int, extra: tuple = ()) 
         # (compare_recipes.py holds it to issue 33's bar, analysis.routing.stats.HEALTH_BAR).
         routing = {k: float(v) for k, v in cli.trainer.callback_metrics.items()
                    if k.startswith("route/")}
+        if args.keep_models:
+            keep_model(cli, Path(args.keep_models), seed)
         test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False) \
             if args.test else None
     return {"val_acc": val[0]["val/acc"], "test_acc": test[0]["test/acc"] if test else None,
             "wall_s": wall, "detail": {"trained_epochs": cli.trainer.current_epoch,
                                        "routing": routing}}
+
+
+def keep_model(cli, folder: Path, seed: int) -> None:
+    """The fitted model and its run's config as ``template_seed<s>.ckpt`` / ``.yaml``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cli.trainer.save_checkpoint(folder / f"template_seed{seed}.ckpt")
+    shutil.copyfile(Path(cli.trainer.log_dir) / "config.yaml", folder / f"template_seed{seed}.yaml")
 
 
 def config_content(config: Path) -> str:
