@@ -71,8 +71,10 @@ def passing_gains(diffs: list[float], cap: float = FUTILITY_CAP) -> tuple[float,
     return (gains[0], gains[-1]) if gains else None
 
 
-def verdict(diffs: list[float]) -> str:
-    """The protocol's rule on paired differences (candidate - incumbent, in points)."""
+def verdict(diffs: list[float], unhealthy: bool = False) -> str:
+    """The protocol's rule on paired differences (candidate - incumbent, in points); a
+    candidate with a routed block below the health bar (``unhealthy``) keeps the incumbent
+    whatever the rule says, and the verdict says what the rule alone gave."""
     if len(diffs) < MIN_PAIRS:
         gains = passing_gains(diffs)
         hope = (f"no mean gain up to {FUTILITY_CAP:+.1f} points on the missing pairs passes"
@@ -83,19 +85,27 @@ def verdict(diffs: list[float]) -> str:
     mean, sd = mean_sd(diffs)
     se = sd / len(diffs) ** 0.5
     passed = passes(diffs)
-    return (f"{'ADOPT' if passed else 'keep the incumbent'}: mean gain {mean:+.2f} points "
-            f"{'>' if passed else '<='} 2 SE = {2 * se:.2f} over {len(diffs)} pairs")
+    rule = (f"mean gain {mean:+.2f} points {'>' if passed else '<='} 2 SE = {2 * se:.2f} "
+            f"over {len(diffs)} pairs")
+    if unhealthy:
+        return (f"keep the incumbent: routing below the health bar (the accuracy rule alone "
+                f"{'passes' if passed else 'fails'}: {rule})")
+    return f"{'ADOPT' if passed else 'keep the incumbent'}: {rule}"
+
+
+def routing_of(fit: dict) -> dict[str, float]:
+    """The routing health a fit logged; empty for a static network or an older result."""
+    return fit.get("detail", {}).get("routing", {})
 
 
 def health(fits: dict[int, dict]) -> list[str]:
-    """'seed 2: block3 mutual_info 0.028' for each routed block of each fit below the bar;
-    a fit that recorded no routing (a static network, an older result) has none."""
+    """'seed 2: block3 mutual_info 0.028' for each routed block of each fit below the bar."""
     return [f"seed {s}: {failure}" for s, fit in sorted(fits.items())
-            for failure in HEALTH_BAR.failures(fit.get("detail", {}).get("routing", {}))]
+            for failure in HEALTH_BAR.failures(routing_of(fit))]
 
 
 def health_line(fits: dict[int, dict], failures: list[str]) -> str:
-    recorded = sum(bool(f.get("detail", {}).get("routing")) for f in fits.values())
+    recorded = sum(bool(routing_of(f)) for f in fits.values())
     head = f"candidate routing ({HEALTH_BAR}; {recorded} of {len(fits)} fits recorded it): "
     if failures:
         return head + "; ".join(failures) + " below the bar"
@@ -133,14 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     accs = {name: [f["val_acc"] for f in fits] for name, fits in pairs.items()}
     print(paired_line(accs["candidate"], accs["incumbent"], "candidate - incumbent"))
     pairs_of = zip(accs["candidate"], accs["incumbent"], strict=True)
-    accuracy = verdict([100 * (c - i) for c, i in pairs_of])
     failures = health(candidate)  # every fit: a failed bar anywhere rules adoption out
     print(health_line(candidate, failures))
-    if failures and not accuracy.startswith("not decided"):
-        rule = "passes" if accuracy.startswith("ADOPT") else "fails"
-        accuracy = (f"keep the incumbent: routing below the health bar (the accuracy rule "
-                    f"alone {rule}: {accuracy.split(': ', 1)[1]})")
-    print(accuracy)
+    print(verdict([100 * (c - i) for c, i in pairs_of], unhealthy=bool(failures)))
 
 
 if __name__ == "__main__":
