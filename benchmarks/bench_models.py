@@ -55,7 +55,7 @@ ROWS = [  # (row name, preset, overrides)
     ("seed_b aggregate", "seed_b", {"impl": "aggregate"}),
     ("seed_b auto", "seed_b", {"impl": "auto"}),
     ("K=1 control", "seed_b", {"num_experts": 1}),
-    ("slice (blocks 3, 5 routed)", "slice", {}),
+    ("slice (block 5 routed)", "slice", {}),
     ("slice every block routed", "slice", overlay("routing/every_block.yaml")),
     ("slice K=1", "slice", overlay("controls/k1.yaml")),
     ("slice static residual", "slice", overlay("controls/residual_static.yaml")),

@@ -71,7 +71,7 @@ def test_tiled_suite_smoke(real_data_dir, tmp_path):
 def test_tiled_suite_runs_each_recipe_with_its_own_loader(recipe, real_data_dir, tmp_path):
     # The recipe's own batch size, workers and data path (auto on a CPU: the per-image
     # loader with 2 workers; the slice recipe's device path); only the network is shrunk,
-    # to six narrow blocks, so the slice preset's routed blocks 3 and 5 exist, and its
+    # to six narrow blocks, so the slice preset's routed block 5 exists, and its
     # whitening stem keeps the 24 channels it must have (the others' stems shrink too).
     tiny = [*(TINY_NET[:1] if recipe != "slice" else []),
             "--model.net.init_args.widths=[8, 8, 16, 16, 16, 16]",
@@ -120,9 +120,9 @@ def test_bench_models_slice_rows_run_with_the_recipe_precision():
     assert "bf16 autocast, batch 2" in out
     rows = [line.split(" | ")[0].lstrip("| ") for line in out.splitlines()
             if line.startswith("| ") and not line.startswith("| network")]
-    assert rows == ["slice (blocks 3, 5 routed)", "slice every block routed", "slice K=1",
+    assert rows == ["slice (block 5 routed)", "slice every block routed", "slice K=1",
                     "slice static residual", "ResNet-18"]
     params = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1] for line in out.splitlines()
               if line.startswith("| slice")}
-    assert params["slice (blocks 3, 5 routed)"] == "4.37 M"  # the routed_blocks preset
+    assert params["slice (block 5 routed)"] == "3.17 M"  # the routed_blocks preset
     assert params["slice every block routed"] == "5.96 M"  # the overlay reached the net

@@ -108,8 +108,9 @@ def test_both_recipes_run_on_the_real_slice(real_data_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_slice_recipe_runs_on_the_real_slice_with_its_own_settings(real_data_dir, tmp_path):
-    # Its batch size, bf16 on the CPU, device augmentation, whitening stem, routed blocks,
-    # flip-TTA and linear one-cycle schedule (warm-up over the first quarter, decay to ~0).
+    # Its batch size, bf16 on the CPU, device augmentation with TrivialAugment, whitening stem,
+    # routed block, flip-TTA and linear one-cycle schedule (warm-up over the first quarter,
+    # decay to ~0).
     cli = cli_main(["fit", "--config", str(CONFIGS / "slice.yaml"),
                     f"--data.data_dir={real_data_dir}", f"--trainer.default_root_dir={tmp_path}",
                     "--trainer.max_epochs=2", "--trainer.limit_train_batches=4",
@@ -119,7 +120,9 @@ def test_slice_recipe_runs_on_the_real_slice_with_its_own_settings(real_data_dir
     assert cli.datamodule.hparams.val_fold == 0 and cli.model.net.stem.conv.weight.requires_grad \
         is False  # the whitening filters come from the training fold, not from training
     scalars = read_scalars(latest_run(tmp_path / "lightning_logs"))
-    assert {"route/block3/balance", "route/block5/balance", "val/acc"} <= scalars.keys()
+    assert cli.datamodule.augment.trivial_augment and cli.datamodule.uses_device_path
+    assert {"route/block5/balance", "val/acc"} <= scalars.keys()
+    assert not any(key.startswith("route/block3/") for key in scalars)  # block 3 is static
     lrs = [v for _, v in scalars["lr-SGD"]]
     sched = cli.config["fit"]["model"]["scheduler"]["init_args"]  # the recipe's own numbers
     peak = lrs.index(max(lrs))  # OneCycleLR peaks at step pct_start x total - 1

@@ -112,6 +112,20 @@ def test_slice_study_compares_the_recipe_with_its_controls_on_unselected_folds(m
     assert study.folds == [7, 8, 9] and study.reference.startswith("slice recipe")
 
 
+def test_the_slice_recipe_is_the_archived_one_plus_the_adopted_changes(synthetic_data_dir):
+    """configs/slice.yaml is configs/archive/slice_v2.yaml with TrivialAugment, routing in
+    block 5 only and 72 epochs (docs/studies/selection/trivial_augment_block5.md), nothing
+    else: the archive keeps the recipe the routing study registered. Config and preset paths
+    aside (``config``, ``model.net.__path__``)."""
+    new, old = (dict(_leaves(_instantiate([c], synthetic_data_dir).config.as_dict()))
+                for c in ("slice.yaml", "archive/slice_v2.yaml"))
+    changed = {k: (old.get(k), new.get(k)) for k in old.keys() | new.keys()
+               if k not in ("config", "model.net.__path__") and old.get(k) != new.get(k)}
+    assert changed == {"trainer.max_epochs": (78, 72),
+                       "data.augment.trivial_augment": (False, True),
+                       "model.net.init_args.routed_blocks": ([3, 5], [5])}
+
+
 def test_recipe_numbers_reach_the_objects(synthetic_data_dir):
     cli = _instantiate(["focal_onecycle.yaml"], synthetic_data_dir)
     model = cli.model

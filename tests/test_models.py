@@ -13,15 +13,16 @@ from cifar_moe.models import ExpertConv2d, MoENet, Router
 from cifar_moe.models.presets import PRESET_DIR, available_presets, build_net
 from cifar_moe.models.router import find_routers
 
-PRESETS = ["resnet18", "seed_a", "seed_b", "slice", "slice_v1"]
+PRESETS = ["resnet18", "seed_a", "seed_b", "slice", "slice_v1", "slice_v2"]
 # Every network the README tabulates; the K=1 control is seed_b with one expert, an
 # override (configs/controls/k1.yaml), so its numbers are never typed twice.
 NETS = {"seed_a": {}, "seed_b": {}, "k1_control": {"num_experts": 1}, "resnet18": {},
-        "slice": {}, "slice_v1": {}}
+        "slice": {}, "slice_v1": {}, "slice_v2": {}}
 
 # The README's table states these; a change of preset must change both.
 PARAMETERS = {"seed_a": 5_294_638, "seed_b": 19_831_786, "k1_control": 6_184_746,
-              "resnet18": 11_173_962, "slice": 4_365_250, "slice_v1": 1_872_058}
+              "resnet18": 11_173_962, "slice": 3_169_026, "slice_v1": 1_872_058,
+              "slice_v2": 4_365_250}
 
 
 def test_every_preset_is_covered():
