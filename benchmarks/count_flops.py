@@ -8,7 +8,7 @@ outputs) and with ``impl: aggregate`` (mixed kernels, one grouped convolution); 
 (K = 1) network computes the same in both. Parameters: every parameter, trainable or not.
 
     python benchmarks/count_flops.py --study configs/studies/routing.yaml
-    python benchmarks/count_flops.py --config configs/slice.yaml \
+    python benchmarks/count_flops.py --config configs/archive/slice_v2.yaml \
         --config configs/controls/static_flops.yaml
 """
 import argparse

@@ -39,16 +39,19 @@ def test_static_params_matches_the_routed_recipe(counts):
     assert abs(ratio - 1) <= 0.02, ratio
 
 
-def test_the_recipe_runs_mixture_on_the_cpu_at_its_routed_blocks():
-    """impl auto picks mixture below 16x16 pixels, where both routed blocks run."""
-    net = count_flops.build(count_flops.net_spec(["configs/slice.yaml"]))
+# The study's recipe (routed blocks 3 and 5) and the recipe adopted after it (block 5 only).
+@pytest.mark.parametrize(("config", "pixels"), [("configs/archive/slice_v2.yaml", [7, 3]),
+                                                ("configs/slice.yaml", [3])])
+def test_the_recipe_runs_mixture_on_the_cpu_at_its_routed_blocks(config, pixels):
+    """impl auto picks mixture below 16x16 pixels, where every routed block runs."""
+    net = count_flops.build(count_flops.net_spec([config]))
     seen = []
     for module in net.modules():
         if isinstance(module, ExpertConv2d) and module.num_experts > 1:
             assert module.impl == "auto"
             module.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-1]))
     net.eval()(torch.zeros(2, 3, 32, 32))
-    assert seen == [7, 3]  # the whitening stem's 2x2 unpadded conv: 31 pixels, then pools
+    assert seen == pixels  # the whitening stem's 2x2 unpadded conv: 31 pixels, then pools
     assert all(px * px < AUTO_MIN_PIXELS for px in seen)
 
 
@@ -72,6 +75,9 @@ def test_the_study_has_the_protocols_rows_and_runs(monkeypatch):
         assert list(by_name[name].folds) == [7, 8, 9] and list(by_name[name].seeds) == [0]
     assert (study.metric, study.reference, study.primary) == (
         "final_val_acc", "static_flops", "routed")
+    # Registered on the recipe of its time, kept unchanged as configs/archive/slice_v2.yaml.
+    assert {row.configs[0].resolve() for row in study.rows} == {
+        ROOT / "configs" / "archive" / "slice_v2.yaml"}
 
 
 @pytest.mark.parametrize("fraction", [25, 50])
