@@ -3,7 +3,7 @@
     python benchmarks/bench_peer.py --trainers template \\
         --template-config configs/archive/slice_v1.yaml \\
         --out benchmarks/incumbent_results            # the incumbent, folds 0-4
-    python benchmarks/compare_recipes.py benchmarks/incumbent_results benchmarks/peer_results
+    python benchmarks/compare_recipes.py benchmarks/incumbent_results benchmarks/slice_v2_results
 
 Each folder holds ``template_seed<s>.json`` files (seed s holds out fold s). Fits are paired
 on (fold, seed); the candidate is adopted only if its mean gain over at least 5 pairs on
