@@ -28,7 +28,10 @@ READ_BACKS = ("item", "cpu", "tolist", "numpy", "__array__", "__bool__", "__floa
               "__int__", "__index__")
 # Anything a DataLoader runs (sampler, dataset transforms, collate) works on host tensors by
 # design, before the batch reaches the device; device-side augmentation runs later, outside.
-HOST_ONLY = ("torch/utils/data/",)
+# Except TrivialAugmentWide (torchvision's, the slice recipe's, one call per image): it draws
+# each image's operation and magnitude as CPU scalars (torch.randint / torch.rand, no device)
+# and reads those back, host values whatever the batch's device.
+HOST_ONLY = ("torch/utils/data/", "torchvision/transforms/v2/_auto_augment.py")
 
 
 class ReadBackCounter(L.Callback):
@@ -104,7 +107,8 @@ def test_training_steps_between_logging_steps_read_nothing_back(tiny_fit_args, e
 @pytest.mark.slow
 def test_the_slice_recipe_with_its_own_settings_reads_nothing_back(real_data_dir, tmp_path):
     # configs/slice.yaml as users run it: its network, batch 128, whole-batch augmentation on
-    # the device path, bf16 autocast, the whitening stem, flip TTA; only the length is cut
+    # the device path (TrivialAugment too), bf16 autocast, the whitening stem, flip TTA; only
+    # the length is cut
     counter = _fit(["--config", str(CONFIGS / "slice.yaml"), f"--data.data_dir={real_data_dir}",
                     f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=1",
                     "--trainer.limit_val_batches=2"])
